@@ -1,18 +1,27 @@
 """Names that differ between CPython and MicroPython, defined once."""
 
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython
+__all__ = ["TICKS_PERIOD", "const", "equal_constant_time", "ticks_diff"]
 
-    def const(value: int) -> int:  # type: ignore[no-redef]
+TYPE_CHECKING = False  # mypy treats this name as true; MicroPython has no typing module
+if TYPE_CHECKING:
+
+    def const(value: int) -> int:
         """MicroPython's compile-time constant marker; identity on CPython."""
         return value
+
+else:
+    try:
+        from micropython import const
+    except ImportError:  # CPython
+
+        def const(value):
+            return value
 
 
 try:
     from hmac import compare_digest as _compare_digest
 except ImportError:  # MicroPython has no hmac module
-    _compare_digest = None
+    _compare_digest = None  # type: ignore[assignment]
 
 
 def equal_constant_time(a: bytes, b: bytes) -> bool:

@@ -15,7 +15,7 @@ The check covers every byte before it, exactly as they were on the wire.
 try:
     from binascii import crc32 as _crc32
 except ImportError:  # pragma: no cover - boards without binascii.crc32
-    _crc32 = None
+    _crc32 = None  # type: ignore[assignment]
 
 from protocol.compat import const
 from protocol.crypto import TAG_LEN, Hmac
@@ -24,7 +24,9 @@ from protocol.errors import FramingError
 VERSION = const(1)
 F_AUTH = const(0x01)
 F_SEQ = const(0x02)
-F_DIR = const(0x04)  # set on frames sent by the responder (board or bridge), clear from the initiator
+F_DIR = const(
+    0x04
+)  # set on frames sent by the responder (board or bridge), clear from the initiator
 _F_RESERVED = const(0x08)
 HEADER_LEN = const(5)
 CTR_LEN = const(4)
@@ -85,7 +87,9 @@ class Frame:
             raise FramingError("frame of %d bytes is shorter than %d" % (n, MIN_FRAME), n)
         flags = view[0]
         if flags >> 4 != VERSION:
-            raise FramingError("frame of protocol version %d, expected %d" % (flags >> 4, VERSION), flags >> 4)
+            raise FramingError(
+                "frame of protocol version %d, expected %d" % (flags >> 4, VERSION), flags >> 4
+            )
         if flags & _F_RESERVED:
             raise FramingError("reserved flag bit 3 is set", flags)
         start = HEADER_LEN
@@ -155,8 +159,8 @@ def build(
         out[7] = (counter >> 16) & 0xFF
         out[8] = (counter >> 24) & 0xFF
         w += CTR_LEN
-    if plen:
-        out[w : w + plen] = payload  # type: ignore[index]
+    if payload:
+        out[w : w + plen] = payload
         w += plen
     view = memoryview(out)
     if mac is not None:

@@ -8,6 +8,10 @@ Sans-I/O: the session hands in acks and the clock, and asks what to (re)send.
 from protocol.compat import const, ticks_diff
 from protocol.errors import SessionError
 
+TYPE_CHECKING = False  # mypy treats this name as true; MicroPython has no typing module
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_WINDOW = const(8)  # never more frames in flight, whatever the peer advertises
 INITIAL_RTO_MS = const(200)
 MIN_RTO_MS = const(40)  # the floor: a board's main loop may take a few ms per pass
@@ -17,8 +21,12 @@ MAX_RTO_MS = const(2000)
 class RetransmitTimer:
     """Retransmission timeout from measured round trips; doubles on every expiry."""
 
-    def __init__(self, initial_ms: int = INITIAL_RTO_MS, floor_ms: int = MIN_RTO_MS,
-                 ceiling_ms: int = MAX_RTO_MS) -> None:
+    def __init__(
+        self,
+        initial_ms: int = INITIAL_RTO_MS,
+        floor_ms: int = MIN_RTO_MS,
+        ceiling_ms: int = MAX_RTO_MS,
+    ) -> None:
         self.floor_ms = floor_ms
         self.ceiling_ms = ceiling_ms
         self.rto_ms = initial_ms
@@ -63,8 +71,8 @@ class Sender:
         """Start a new session: sequence 0, nothing queued or in flight."""
         self.next_seq = 0
         self.peer_window = 1  # until the peer advertises its window
-        self._queue: list = []  # payloads not yet sent  # type: ignore[type-arg]
-        self._flight: list = []  # [seq, payload, sent_at, tries] oldest first  # type: ignore[type-arg]
+        self._queue: "list[bytes]" = []  # payloads not yet sent  # type: ignore[type-arg]
+        self._flight: "list[list[Any]]" = []  # [seq, payload, sent_at, tries] oldest first  # type: ignore[type-arg]
         self._timer_start = 0
 
     @property
@@ -80,11 +88,12 @@ class Sender:
     @property
     def oldest_tries(self) -> int:
         """How often the oldest frame in flight has been sent (0 if none)."""
-        return self._flight[0][3] if self._flight else 0
+        return int(self._flight[0][3]) if self._flight else 0
 
-    def enqueue(self, payload: bytes) -> None:
-        """Queue a payload; SessionError when the queue is full (back-pressure)."""
-        if len(self._queue) >= self.queue_cap:
+    def enqueue(self, payload: bytes, always: bool = False) -> None:
+        """Queue a payload; SessionError when the queue is full (back-pressure), unless
+        always (replies: bounded by the requests in flight, and never to be lost)."""
+        if len(self._queue) >= self.queue_cap and not always:
             raise SessionError("send queue full (%d payloads)" % self.queue_cap, self.queue_cap)
         self._queue.append(payload)
 
@@ -94,7 +103,7 @@ class Sender:
         flight = self._flight
         if not flight:
             return 0
-        n = (ack - flight[0][0]) & 0xFF
+        n: int = (ack - flight[0][0]) & 0xFF
         if n == 0 or n > len(flight):
             return 0  # nothing new, or an ack from outside the window (stale)
         last = flight[n - 1]
@@ -108,10 +117,10 @@ class Sender:
         """True when the oldest frame in flight waited longer than the timeout."""
         return bool(self._flight) and ticks_diff(now, self._timer_start) >= self.timer.rto_ms
 
-    def due(self, now: int, retransmit: bool) -> list:  # type: ignore[type-arg]
+    def due(self, now: int, retransmit: bool) -> "list[list[Any]]":
         """Payloads to transmit now as [seq, payload]: all in flight again after a timeout
         (retransmit=True), then new ones while the window has room."""
-        out = []
+        out: "list[list[Any]]" = []
         flight = self._flight
         if retransmit and flight:
             self.timer.backoff()

@@ -9,6 +9,12 @@ are ignored, so a newer peer can add fields. The same tables drive validation, t
 from protocol.compat import const
 from protocol.errors import MessageError
 
+TYPE_CHECKING = False  # mypy treats this name as true; MicroPython has no typing module
+if TYPE_CHECKING:
+    from typing import Any
+
+    Message = list[Any]  # [id, field values...] as decoded from CBOR
+
 # Kinds, by id range, so a receiver can classify an id it does not know.
 SESSION = "session"  # 0x01-0x0F, unsequenced, handled by the session itself
 REQUEST = "request"  # 0x10-0x3F, sequenced, field 0 is the command id `cid`, answered by a reply
@@ -85,7 +91,9 @@ WELCOME_FIELDS = (
     ("max_frame", "uint", "longest decoded frame the responder accepts, in bytes"),
     ("window", "uint", "frames the responder can buffer"),
 )
-HEARTBEAT_FIELDS = (("t_ms", "uint", "sender's millisecond clock (wraps at 2**30), for diagnostics"),)
+HEARTBEAT_FIELDS = (
+    ("t_ms", "uint", "sender's millisecond clock (wraps at 2**30), for diagnostics"),
+)
 REFUSE_FIELDS = (
     ("status", "uint", "status code saying why"),
     ("reason", "text", "human-readable reason naming both sides' values"),
@@ -209,7 +217,9 @@ def _type_ok(ftype: str, value: object) -> bool:
     if base == "any":
         return True
     if base == "uint" or base == "int":
-        return isinstance(value, int) and not isinstance(value, bool) and (base == "int" or value >= 0)
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and (base == "int" or value >= 0)
+        )
     if base == "bytes":
         return isinstance(value, bytes)
     if base == "text":

@@ -29,14 +29,11 @@ from protocol.messages import (
     kind_of,
 )
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:
-    TYPE_CHECKING = False
+TYPE_CHECKING = False  # mypy treats this name as true; MicroPython has no typing module
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from protocol.messages import Catalog
+    from protocol.messages import Catalog, Message
 
 INITIATOR = const(0)  # host or kiosk: starts sessions
 RESPONDER = const(1)  # board or bridge: answers them
@@ -63,7 +60,7 @@ _COUNTER_LIMIT = const(0x3FFFFFFF)  # re-handshake long before the u32 counter w
 STAT_NAMES = (
     "frames_in", "frames_out", "bytes_in", "bytes_out", "malformed", "crc_errors",
     "tag_errors", "replays", "downgrades", "echoes", "other_addr", "no_session",
-    "bad_payload", "rx_full", "duplicate_requests", "tx_dropped", "handshakes",
+    "bad_payload", "rx_full", "duplicate_requests", "replies_held", "handshakes",
     "link_downs", "hello_attempts", "refused",
 )  # fmt: skip
 
@@ -79,7 +76,7 @@ class Session:
         random: "Callable[[int], bytes]",
         key: "bytes | None" = None,
         addr: int = 0,
-        identity: "list[object] | None" = None,
+        identity: "Message | None" = None,
         max_frame: int = cobs.MAX_FRAME,
         inbox_cap: int = 4,
         heartbeat_ms: int = HEARTBEAT_MS,
@@ -113,7 +110,7 @@ class Session:
         self._wire_view = memoryview(self._wire)
         self.sender = Sender()
         self.receiver = Receiver()
-        self._inbox: "list[list[object]]" = []
+        self._inbox: "list[Message]" = []
         self._now = 0
         self._last_rx = 0
         self._last_tx = 0
@@ -142,8 +139,7 @@ class Session:
     # ----- state ---------------------------------------------------------------------
 
     def _set_state(self, state: int, reason: str) -> None:
-        if state == self.state and reason == self.reason:
-            return
+        """The one place that changes state; ESTABLISHED again means a new session."""
         self.state = state
         self.reason = reason
         if state == ESTABLISHED:
@@ -187,7 +183,7 @@ class Session:
         self.stats["bytes_in"] += len(data)
         self._reader.feed(data, self._on_frame)
 
-    def receive(self) -> "list[object] | None":
+    def receive(self) -> "Message | None":
         """The next received message [id, fields...] in order, or None."""
         if not self._inbox:
             return None
@@ -197,12 +193,12 @@ class Session:
             self.receiver.ack_due = True  # tell the sender the window reopened
         return msg
 
-    def send(self, msg: "list[object]") -> None:
+    def send(self, msg: "Message") -> None:
         """Queue an event or notice [id, fields...] for reliable, ordered delivery."""
         self.catalog.check(msg)
         self._enqueue(cbor.dumps(msg))
 
-    def request(self, msg: "list[object]") -> int:
+    def request(self, msg: "Message") -> int:
         """Queue a request [id, fields...] without its cid; returns the cid it was given."""
         cid = self._next_cid
         self._next_cid = cid + 1 if cid < 0x3FFFFFFF else 1
@@ -210,13 +206,14 @@ class Session:
         self.send(full)
         return cid
 
-    def resend_request(self, msg: "list[object]", cid: int) -> None:
+    def resend_request(self, msg: "Message", cid: int) -> None:
         """Queue a request again under its original cid (after a reconnect): the peer
         answers with its cached reply if it already acted on it."""
         self.send([msg[0], cid] + msg[1:])
 
-    def reply(self, cid: int, status: int, reason: "str | None" = None,
-              data: object = None) -> None:
+    def reply(
+        self, cid: int, status: int, reason: "str | None" = None, data: object = None
+    ) -> None:
         """Answer a received request; the answer is remembered for duplicates of it."""
         if cid not in self._pending_cids:
             raise SessionError("no request with cid %d is waiting for a reply" % cid, cid)
@@ -226,7 +223,7 @@ class Session:
         self._done_cids[i] = cid
         self._done_replies[i] = payload
         self._done_next = (i + 1) % REPLY_CACHE
-        self._enqueue_or_drop(payload)
+        self._enqueue_reply(payload)
 
     def poll(self, now: int) -> None:
         """Run timers: hello retries, link-down, retransmits, new frames, acks, heartbeats."""
@@ -271,23 +268,23 @@ class Session:
 
     # ----- sending -------------------------------------------------------------------
 
-    def _enqueue(self, payload: bytes) -> None:
+    def _enqueue(self, payload: bytes, always: bool = False) -> None:
         if self.state != ESTABLISHED:
             raise SessionError("session is %s: %s" % (STATE_NAMES[self.state], self.reason),
                                self.state)  # fmt: skip
-        self.sender.enqueue(payload)
+        self.sender.enqueue(payload, always)
 
-    def _enqueue_or_drop(self, payload: bytes) -> None:
-        try:
-            self._enqueue(payload)
-        except SessionError:
-            self.stats["tx_dropped"] += 1
+    def _enqueue_reply(self, payload: bytes) -> None:
+        """Queue a reply; outside a session it stays in the cache for a repeated request."""
+        if self.state == ESTABLISHED:
+            self.sender.enqueue(payload, True)
+        else:
+            self.stats["replies_held"] += 1
 
     def _window(self) -> int:
         return max(0, self.inbox_cap - len(self._inbox))
 
-    def _transmit(self, flags: int, seq: int, payload: "bytes | None",
-                  mac: "Hmac | None") -> int:
+    def _transmit(self, flags: int, seq: int, payload: "bytes | None", mac: "Hmac | None") -> int:
         """Build, encode and write one frame with the current ack and window; returns
         the length of the decoded frame, which stays in self._tx until the next one."""
         if self.role == RESPONDER:
@@ -328,14 +325,14 @@ class Session:
         if frame.addr != self.addr:
             stats["other_addr"] += 1
             return
-        msg = None
+        msg: "Message | None" = None
         if frame.payload:
             try:
-                msg = cbor.loads(frame.payload)
+                decoded = cbor.loads(frame.payload)
             except ProtocolError:
-                msg = None
-            if not isinstance(msg, list) or not msg or not isinstance(msg[0], int):
-                msg = None
+                decoded = None
+            if isinstance(decoded, list) and decoded and isinstance(decoded[0], int):
+                msg = decoded
         if frame.authenticated:
             if not self._verify(frame, msg):
                 return
@@ -368,7 +365,7 @@ class Session:
             return
         self._deliver(msg)
 
-    def _verify(self, frame: Frame, msg: "list[object] | None") -> bool:
+    def _verify(self, frame: Frame, msg: "Message | None") -> bool:
         """Check tag and counter against the current or the pending session key."""
         stats = self.stats
         if (
@@ -396,7 +393,7 @@ class Session:
         stats["tag_errors"] += 1
         return False
 
-    def _verify_welcome(self, frame: Frame, msg: "list[object]") -> bool:
+    def _verify_welcome(self, frame: Frame, msg: "Message") -> bool:
         if self._key is None:
             self.last_error = "board is provisioned but no key is configured for it"
             self.stats["tag_errors"] += 1
@@ -415,20 +412,21 @@ class Session:
         self._pending_replay.commit(frame.counter)
         return True
 
-    def _unauthenticated_allowed(self, msg: "list[object] | None") -> bool:
+    def _unauthenticated_allowed(self, msg: "Message | None") -> bool:
         """Without a key anything goes; with one only a hello (responder) or a refuse."""
         if self._key is None:
             return True
         if msg is None:
             return False
+        mid: int = msg[0]
         if self.role == RESPONDER:
-            return msg[0] == HELLO
-        if msg[0] == WELCOME:
+            return mid == HELLO
+        if mid == WELCOME:
             self.last_error = "downgrade refused: board answered without authentication"
             return False
-        return msg[0] == REFUSE
+        return mid == REFUSE
 
-    def _handle_session_message(self, msg: "list[object]", view: memoryview) -> None:
+    def _handle_session_message(self, msg: "Message", view: memoryview) -> None:
         mid = msg[0]
         if mid == HEARTBEAT:
             return
@@ -444,13 +442,13 @@ class Session:
         elif mid == REFUSE and self.role == INITIATOR and self.state == CONNECTING:
             self.last_error = "refused: %s" % msg[2]
 
-    def _on_hello(self, msg: "list[object]", view: memoryview) -> None:
+    def _on_hello(self, msg: "Message", view: memoryview) -> None:
         nonce = msg[3]
         if nonce == self._hello_nonce and self._welcome:
             self._send_welcome()  # the initiator missed our welcome
             return
-        lo = max(PROTO_MIN, msg[1])  # type: ignore[call-overload]
-        hi = min(PROTO_MAX, msg[2])  # type: ignore[call-overload]
+        lo = max(PROTO_MIN, msg[1])
+        hi = min(PROTO_MAX, msg[2])
         if lo > hi:
             reason = "board speaks protocol %d..%d, host offered %d..%d" % (
                 PROTO_MIN, PROTO_MAX, msg[1], msg[2])  # fmt: skip
@@ -489,12 +487,12 @@ class Session:
         self._pending_counter = self._tx_counter
         self._tx_counter = current_counter
 
-    def _on_welcome(self, msg: "list[object]") -> None:
+    def _on_welcome(self, msg: "Message") -> None:
         if msg[3] != self._hello_digest:
             self.last_error = "welcome answers another hello"
             self.stats["bad_payload"] += 1
             return
-        if not PROTO_MIN <= msg[1] <= PROTO_MAX:  # type: ignore[operator]
+        if not PROTO_MIN <= msg[1] <= PROTO_MAX:
             self.last_error = "board chose protocol %s, host speaks %d..%d" % (
                 msg[1], PROTO_MIN, PROTO_MAX)  # fmt: skip
             return
@@ -541,9 +539,9 @@ class Session:
         self._hello_nonce = b""
         self._set_state(DOWN, reason)
 
-    def _deliver(self, msg: "list[object]") -> None:
+    def _deliver(self, msg: "Message") -> None:
         mid = msg[0]
-        if kind_of(mid) != REQUEST:  # type: ignore[arg-type]
+        if kind_of(mid) != REQUEST:
             try:
                 self.catalog.check(msg)
             except ProtocolError:
@@ -561,13 +559,13 @@ class Session:
         for i in range(REPLY_CACHE):
             if self._done_cids[i] == cid:
                 self.stats["duplicate_requests"] += 1
-                self._enqueue_or_drop(self._done_replies[i])
+                self._enqueue_reply(self._done_replies[i])
                 return
         self._pending_cids.append(cid)
         try:
             self.catalog.check(msg)
         except ProtocolError as exc:
-            status = UNKNOWN_MESSAGE if self.catalog.name_of(mid) == "unknown" else BAD_REQUEST  # type: ignore[arg-type]
+            status = UNKNOWN_MESSAGE if self.catalog.name_of(mid) == "unknown" else BAD_REQUEST
             self.reply(cid, status, str(exc))
             return
         self._inbox.append(msg)

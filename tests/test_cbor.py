@@ -235,6 +235,13 @@ def test_loads_accepts_every_buffer_type() -> None:
     assert loads(memoryview(b"\x00" + encoded)[1:]) == {"x": [1, 2.5, b"z"]}
 
 
+def test_loads_reads_typed_views_as_raw_bytes() -> None:
+    encoded = dumps([1, 2, 3])
+    assert len(encoded) == 4
+    assert loads(memoryview(encoded).cast("H")) == [1, 2, 3]
+    assert loads(memoryview(encoded).cast("B", (2, 2))) == [1, 2, 3]
+
+
 def test_decoded_types() -> None:
     value = loads(bytes.fromhex("a3414101624242820102616b40"))
     assert value == {b"A": 1, "BB": [1, 2], "k": b""}
@@ -494,6 +501,35 @@ def test_utf8_check_agrees_with_cpython(raw: bytes) -> None:
         assert loads(bytes([head[0] ^ 0x20]) + head[1:] + raw) == raw.decode()
     else:
         refused(bytes([head[0] ^ 0x20]) + head[1:] + raw, "invalid UTF-8")
+
+
+def utf8_cases() -> list[bytes]:
+    """Every 1- and 2-byte string, and 3/4-byte strings around every boundary of each lead."""
+    edges = [0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF]
+    cases = [bytes([a]) for a in range(256)]
+    cases += [bytes([a, b]) for a in range(256) for b in range(256)]
+    cases += [bytes([a, b, c]) for a in range(0xC0, 0x100) for b in range(256) for c in edges]
+    cases += [
+        bytes([a, b, c, d])
+        for a in range(0xE0, 0x100)
+        for b in range(256)
+        for c in (0x7F, 0x80, 0xBF, 0xC0)
+        for d in (0x7F, 0x80, 0xBF, 0xC0)
+    ]
+    return cases
+
+
+def test_utf8_check_exhaustively_agrees_with_cpython() -> None:
+    for raw in utf8_cases():
+        try:
+            raw.decode("utf-8")
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        for framed in (raw, b"a" + raw, raw + b"a"):
+            assert cbor._utf8_ok(memoryview(b"x" + framed + b"\x80"), 1, len(framed) + 1) == valid, (
+                framed.hex()
+            )
 
 
 @given(values)
