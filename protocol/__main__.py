@@ -75,7 +75,7 @@ def decode_main(args: "list[str]") -> int:
     status = 0
     for n, text in enumerate(frames, 1):
         try:
-            wire = _parse_hex(text, "frame %d" % n)
+            wire = _parse_hex(text, "the frame")
             print(json.dumps(inspector.describe(wire)))
         except ProtocolError as exc:
             print("frame %d: %s" % (n, exc), file=sys.stderr)
