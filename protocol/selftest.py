@@ -145,8 +145,9 @@ def scenario(
     """Run commands and events across a faulty link; returns what both sides saw."""
     link = Loopback(seed, faults)
     host_s = S.Session(S.INITIATOR, BOARD, link.forward.write, link.random, key=key)
-    board_s = S.Session(S.RESPONDER, BOARD, link.back.write, link.random, key=key,
-                        identity=IDENTITY)  # fmt: skip
+    board_s = S.Session(
+        S.RESPONDER, BOARD, link.back.write, link.random, key=key, identity=IDENTITY
+    )
     link.attach(host_s, board_s)
     host = MiniHost(host_s, commands)
     board = MiniBoard(board_s, events)
@@ -158,8 +159,9 @@ def scenario(
         board.tick(now)
 
     def finished() -> bool:
-        return (host.done() and len(host.events) == events and not board.ring
-                and host.acked == events)  # fmt: skip
+        return (
+            host.done() and len(host.events) == events and not board.ring and host.acked == events
+        )
 
     completed = link.run(limit_ms, 2, tick, finished)
     return {
@@ -178,8 +180,9 @@ def scenario(
 
 def run() -> int:
     """Print a scenario over a bad link; 0 when every command and event got through once."""
-    faults = Faults(drop=100, duplicate=50, corrupt=50, reorder=50, chop=100, latency_ms=3,
-                    jitter_ms=4)  # fmt: skip
+    faults = Faults(
+        drop=100, duplicate=50, corrupt=50, reorder=50, chop=100, latency_ms=3, jitter_ms=4
+    )
     r = scenario(7, faults, commands=30, events=30)
     effects: "list[int]" = r["effects"]
     replies: "dict[int, int]" = r["replies"]
@@ -195,13 +198,26 @@ def run() -> int:
     print("protocol selftest: 30 pulse commands and 30 events over a link that drops 10%,")
     print("duplicates 5%, corrupts 5%, reorders 5% and splits 10% of frames")
     print("  simulated time   %d ms, sessions %s" % (r["sim_ms"], r["sessions"]))
-    print("  effects          %d (each command exactly once: %s)" % (
-        len(effects), len(effects) == len(set(effects))))  # fmt: skip
-    print("  events in order  %s, duplicates ignored %s" % (
-        r["events"] == list(range(1, 31)), r["duplicate_events"]))  # fmt: skip
+    print(
+        "  effects          %d (each command exactly once: %s)"
+        % (len(effects), len(effects) == len(set(effects)))
+    )
+    print(
+        "  events in order  %s, duplicates ignored %s"
+        % (r["events"] == list(range(1, 31)), r["duplicate_events"])
+    )
     for side, c in (("host ", host), ("board", board)):
-        print("  %s frames out %d in %d, retransmits %d, crc errors %d, duplicates %d, srtt %d ms"
-              % (side, c["frames_out"], c["frames_in"], c["retransmits"], c["crc_errors"],
-                 c["duplicates"], c["srtt_ms"]))  # fmt: skip
+        print(
+            "  %s frames out %d in %d, retransmits %d, crc errors %d, duplicates %d, srtt %d ms"
+            % (
+                side,
+                c["frames_out"],
+                c["frames_in"],
+                c["retransmits"],
+                c["crc_errors"],
+                c["duplicates"],
+                c["srtt_ms"],
+            )
+        )
     print("selftest %s" % ("passed" if ok else "FAILED"))
     return 0 if ok else 1

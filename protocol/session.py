@@ -58,11 +58,27 @@ _COUNTER_LIMIT = const(0x3FFFFFFF)  # re-handshake long before the u32 counter w
 
 
 STAT_NAMES = (
-    "frames_in", "frames_out", "bytes_in", "bytes_out", "malformed", "crc_errors",
-    "tag_errors", "replays", "downgrades", "echoes", "other_addr", "no_session",
-    "bad_payload", "rx_full", "duplicate_requests", "replies_held", "handshakes",
-    "link_downs", "hello_attempts", "refused",
-)  # fmt: skip
+    "frames_in",
+    "frames_out",
+    "bytes_in",
+    "bytes_out",
+    "malformed",
+    "crc_errors",
+    "tag_errors",
+    "replays",
+    "downgrades",
+    "echoes",
+    "other_addr",
+    "no_session",
+    "bad_payload",
+    "rx_full",
+    "duplicate_requests",
+    "replies_held",
+    "handshakes",
+    "link_downs",
+    "hello_attempts",
+    "refused",
+)
 
 
 class Session:
@@ -168,9 +184,16 @@ class Session:
         self._now = now
         self._nonce = self._random(NONCE_LEN)
         self._hello_payload = cbor.dumps(
-            [HELLO, PROTO_MIN, PROTO_MAX, self._nonce, self.max_frame, self.inbox_cap,
-             self.peer_name]
-        )  # fmt: skip
+            [
+                HELLO,
+                PROTO_MIN,
+                PROTO_MAX,
+                self._nonce,
+                self.max_frame,
+                self.inbox_cap,
+                self.peer_name,
+            ]
+        )
         self._hello_wait = HELLO_RETRY_MS
         self._hello_digest = b""
         self._drop_session()
@@ -270,8 +293,9 @@ class Session:
 
     def _enqueue(self, payload: bytes, always: bool = False) -> None:
         if self.state != ESTABLISHED:
-            raise SessionError("session is %s: %s" % (STATE_NAMES[self.state], self.reason),
-                               self.state)  # fmt: skip
+            raise SessionError(
+                "session is %s: %s" % (STATE_NAMES[self.state], self.reason), self.state
+            )
         self.sender.enqueue(payload, always)
 
     def _enqueue_reply(self, payload: bytes) -> None:
@@ -293,8 +317,17 @@ class Session:
         if mac is not None:
             self._tx_counter += 1
             counter = self._tx_counter
-        n = build(self._tx, flags, self.addr, seq, self.receiver.next_seq, self._window(),
-                  counter, payload, mac)  # fmt: skip
+        n = build(
+            self._tx,
+            flags,
+            self.addr,
+            seq,
+            self.receiver.next_seq,
+            self._window(),
+            counter,
+            payload,
+            mac,
+        )
         m = cobs.encode_into(self._wire, self._tx, n)
         self.receiver.ack_due = False
         self._last_tx = self._now
@@ -451,7 +484,11 @@ class Session:
         hi = min(PROTO_MAX, msg[2])
         if lo > hi:
             reason = "board speaks protocol %d..%d, host offered %d..%d" % (
-                PROTO_MIN, PROTO_MAX, msg[1], msg[2])  # fmt: skip
+                PROTO_MIN,
+                PROTO_MAX,
+                msg[1],
+                msg[2],
+            )
             self._transmit(0, 0, cbor.dumps([REFUSE, UNSUPPORTED_VERSION, reason]), None)
             self.stats["refused"] += 1
             return
@@ -462,9 +499,17 @@ class Session:
         self._nonce = self._random(NONCE_LEN)
         digest = hashlib.sha256(view).digest()[:DIGEST_LEN]
         self._welcome = cbor.dumps(
-            [WELCOME, hi, self._nonce, digest, self._key is not None, self.max_frame,
-             self.inbox_cap] + self.identity
-        )  # fmt: skip
+            [
+                WELCOME,
+                hi,
+                self._nonce,
+                digest,
+                self._key is not None,
+                self.max_frame,
+                self.inbox_cap,
+            ]
+            + self.identity
+        )
         if self._key is None:
             self._start_session(None, None)
             self._send_welcome()
@@ -494,7 +539,10 @@ class Session:
             return
         if not PROTO_MIN <= msg[1] <= PROTO_MAX:
             self.last_error = "board chose protocol %s, host speaks %d..%d" % (
-                msg[1], PROTO_MIN, PROTO_MAX)  # fmt: skip
+                msg[1],
+                PROTO_MIN,
+                PROTO_MAX,
+            )
             return
         if bool(msg[4]) != (self._pending_mac is not None):
             self.last_error = "welcome's provisioned flag does not match its authentication"

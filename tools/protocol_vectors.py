@@ -42,10 +42,18 @@ def _pair(
 ) -> tuple[session.Session, _Capture, session.Session, _Capture]:
     rng = Rng(seed)
     hc, bc = _Capture(), _Capture()
-    host = session.Session(session.INITIATOR, BOARD, hc.write, rng.bytes, key=key, addr=addr,
-                           peer_name="amtomat-host 0.1.0")  # fmt: skip
-    board = session.Session(session.RESPONDER, BOARD, bc.write, rng.bytes, key=key, addr=addr,
-                            identity=IDENTITY)  # fmt: skip
+    host = session.Session(
+        session.INITIATOR,
+        BOARD,
+        hc.write,
+        rng.bytes,
+        key=key,
+        addr=addr,
+        peer_name="amtomat-host 0.1.0",
+    )
+    board = session.Session(
+        session.RESPONDER, BOARD, bc.write, rng.bytes, key=key, addr=addr, identity=IDENTITY
+    )
     return host, hc, board, bc
 
 
@@ -61,12 +69,24 @@ def _frames() -> list[tuple[str, bytes, bytes | None, str]]:
     welcome = bc.take()
     board_nonce = board._nonce
     skey = derive_session_key(TEST_KEY, host._nonce, board_nonce)
-    out.append(("welcome_authenticated", welcome, skey,
-                "provisioned board accepts; tagged with the derived session key"))  # fmt: skip
+    out.append(
+        (
+            "welcome_authenticated",
+            welcome,
+            skey,
+            "provisioned board accepts; tagged with the derived session key",
+        )
+    )
     host.feed(welcome, t)
     confirm = hc.take()
-    out.append(("heartbeat_key_confirmation", confirm, skey,
-                "the initiator's first authenticated frame proves it holds the key"))  # fmt: skip
+    out.append(
+        (
+            "heartbeat_key_confirmation",
+            confirm,
+            skey,
+            "the initiator's first authenticated frame proves it holds the key",
+        )
+    )
     board.feed(confirm, t)
     t += 5
     cid = host.request([0x10, 3, 250])
@@ -119,8 +139,14 @@ def _frames() -> list[tuple[str, bytes, bytes | None, str]]:
     host.connect(0)
     hello = hc.take()
     board.feed(hello, 0)
-    out.append(("welcome_unprovisioned", bc.take(), None,
-                "board without key at bus address 3; no authentication"))  # fmt: skip
+    out.append(
+        (
+            "welcome_unprovisioned",
+            bc.take(),
+            None,
+            "board without key at bus address 3; no authentication",
+        )
+    )
     host.feed(out[-1][1], 0)
     board.feed(hc.take(), 0)  # its heartbeat after the welcome
     cid = host.request([0x12, 5000])
@@ -215,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = VECTORS_PATH.read_text() if VECTORS_PATH.exists() else ""
         if current != text:
-            print(f"{VECTORS_PATH} is stale: run python -m tools.protocol_vectors --write",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{VECTORS_PATH} is stale: run python -m tools.protocol_vectors --write",
+                file=sys.stderr,
+            )
             return 1
         return 0
     sys.stdout.write(text)
