@@ -89,6 +89,10 @@ def decode(enc: "bytes | bytearray | memoryview") -> bytes:
     n = len(enc)
     if n and enc[n - 1] == DELIMITER:
         n -= 1
+    body = bytes(enc[:n])
+    if DELIMITER in body:
+        at = body.index(DELIMITER)
+        raise FramingError("zero byte inside a COBS frame at offset %d" % at, at)
     out = bytearray(n)
     return bytes(out[: decode_into(out, enc, n)])
 

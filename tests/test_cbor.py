@@ -107,8 +107,11 @@ def test_integer_boundaries_match_cbor2(value: int) -> None:
     assert encoded == cbor2.dumps(value)
     assert loads(encoded) == value
     magnitude = value if value >= 0 else -1 - value
-    head_len = next(n for limit, n in ((24, 1), (2**8, 2), (2**16, 3), (2**32, 5), (2**64, 9))
-                    if magnitude < limit)
+    head_len = next(
+        n
+        for limit, n in ((24, 1), (2**8, 2), (2**16, 3), (2**32, 5), (2**64, 9))
+        if magnitude < limit
+    )
     assert len(encoded) == head_len
 
 
@@ -149,8 +152,12 @@ def test_known_vectors(value: object, hexed: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [float("nan"), -float("nan"), struct.unpack(">d", bytes.fromhex("7ff0000000000001"))[0],
-     struct.unpack(">d", bytes.fromhex("fff8000000000abc"))[0]],
+    [
+        float("nan"),
+        -float("nan"),
+        struct.unpack(">d", bytes.fromhex("7ff0000000000001"))[0],
+        struct.unpack(">d", bytes.fromhex("fff8000000000abc"))[0],
+    ],
 )
 def test_every_nan_encodes_like_cbor2(value: float) -> None:
     assert math.isnan(value)
@@ -176,9 +183,26 @@ def test_bytes_likes_encode_as_byte_strings() -> None:
 # --- floats decoded in every width ----------------------------------------------------------
 
 FLOATS = [
-    0.0, -0.0, 1.0, -2.0, 1.5, 65504.0, 2.0**-24, -(2.0**-24), 2.0**-14 - 2.0**-24, 2.0**-14,
-    2.0**-149, 2.0**-126, 3.4028234663852886e38, 100000.0, 1.1, 5e-324, 1e300,
-    float("inf"), float("-inf"), float("nan"),
+    0.0,
+    -0.0,
+    1.0,
+    -2.0,
+    1.5,
+    65504.0,
+    2.0**-24,
+    -(2.0**-24),
+    2.0**-14 - 2.0**-24,
+    2.0**-14,
+    2.0**-149,
+    2.0**-126,
+    3.4028234663852886e38,
+    100000.0,
+    1.1,
+    5e-324,
+    1e300,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
 ]
 
 
@@ -483,8 +507,9 @@ def test_fuzz_loads_prefix(data: bytes, start: int) -> None:
         st.binary(max_size=16),
         st.text(max_size=8).map(lambda s: s.encode()),
         st.tuples(st.text(min_size=1, max_size=8), st.integers(0, 63), st.integers(0, 255)).map(
-            lambda t: bytes(b if i != t[1] % len(t[0].encode()) else t[2]
-                            for i, b in enumerate(t[0].encode()))
+            lambda t: bytes(
+                b if i != t[1] % len(t[0].encode()) else t[2] for i, b in enumerate(t[0].encode())
+            )
         ),
     )
 )
@@ -496,7 +521,7 @@ def test_utf8_check_agrees_with_cpython(raw: bytes) -> None:
         valid = False
     # the hand-written check is what MicroPython relies on, so test it on its own
     assert cbor._utf8_ok(memoryview(raw), 0, len(raw)) == valid
-    head = cbor2.dumps(raw)[:-len(raw)] if raw else b"\x40"
+    head = cbor2.dumps(raw)[: -len(raw)] if raw else b"\x40"
     if valid:
         assert loads(bytes([head[0] ^ 0x20]) + head[1:] + raw) == raw.decode()
     else:
@@ -527,9 +552,9 @@ def test_utf8_check_exhaustively_agrees_with_cpython() -> None:
         except UnicodeDecodeError:
             valid = False
         for framed in (raw, b"a" + raw, raw + b"a"):
-            assert cbor._utf8_ok(memoryview(b"x" + framed + b"\x80"), 1, len(framed) + 1) == valid, (
-                framed.hex()
-            )
+            assert (
+                cbor._utf8_ok(memoryview(b"x" + framed + b"\x80"), 1, len(framed) + 1) == valid
+            ), framed.hex()
 
 
 @given(values)
