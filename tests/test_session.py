@@ -145,20 +145,38 @@ def test_unauthenticated_command_to_a_provisioned_board_is_a_refused_downgrade()
     assert p.board.counters()["downgrades"] == 1
 
 
-def test_unauthenticated_hello_does_not_disturb_the_running_session() -> None:
+def forged_hello(ack: int) -> bytes:
+    """A hello anyone on the wire could send, carrying an ack of its choosing."""
+    raw = bytearray(512)
+    payload = cbor.dumps([1, 1, 1, b"x" * 16, 512, 4, "intruder"])
+    return wrap(raw[: build(raw, 0, 0, 0, ack, 4, 0, payload, None)])
+
+
+def test_unauthenticated_hello_cannot_acknowledge_the_boards_frames() -> None:
     p = Pair()
     p.connect()
-    p.host.request([PULSE, 1, 200])
-    p.host.poll(p.now)
-    pending = p.to_board.pop()  # hold the request back
-    stranger = Pair(seed=9)
-    stranger.host.connect(0)
-    p.board.feed(stranger.to_board.pop(), p.now)  # someone else's hello
+    p.board.send([0x60, 1, "door_open", "channel", 1, None, 5])
+    p.board.poll(p.now)
+    p.to_host.clear()  # the event is lost on the way
+    p.board.feed(forged_hello(ack=1), p.now)
     p.to_host.clear()  # the welcome goes to nobody who can use it
     assert p.board.state == session.ESTABLISHED
-    p.board.feed(pending, p.now)
-    msg = p.board.receive()
-    assert msg is not None and msg[0] == PULSE
+    p.advance(500)  # retransmission must still happen
+    msg = p.host.receive()
+    assert msg is not None and msg[2] == "door_open"
+
+
+def test_unauthenticated_hellos_cannot_keep_a_dead_link_alive() -> None:
+    p = Pair()
+    p.connect()
+    for _ in range(40):
+        p.now += 100
+        p.board.feed(forged_hello(ack=0), p.now)
+        p.to_host.clear()
+        p.to_board.clear()
+        p.board.poll(p.now)
+    assert p.board.state != session.ESTABLISHED  # a forged hello may only start a handshake
+    assert "down" in p.board_states and p.board.counters()["link_downs"] == 1
 
 
 def test_own_frames_echoed_back_on_a_bus_are_ignored() -> None:
