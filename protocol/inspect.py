@@ -48,7 +48,7 @@ class Inspector:
 
     def describe(self, wire: bytes) -> "dict[str, object]":
         """One frame as a dict; ProtocolError (one-line reason) if it fails its check."""
-        raw = wire[:-1] if wire and wire[-1] == 0 else wire
+        raw = wire.strip(b"\x00")  # a capture may include the delimiters on both sides
         if 0 in raw:
             raise ProtocolError("more than one frame: a 0x00 byte inside the frame", raw.index(0))
         buf = bytearray(self.max_frame)
@@ -111,7 +111,7 @@ class Inspector:
     def _message(self, msg: object) -> object:
         if msg is None:
             return None
-        if not isinstance(msg, list) or not msg or not isinstance(msg[0], int):
+        if not isinstance(msg, list) or not msg or type(msg[0]) is not int:
             raise MessageError("payload is not an array starting with a message id", msg)
         self.catalog.check(msg)
         mid = msg[0]

@@ -23,7 +23,6 @@ EVENT = "event"  # 0x60-0x7F, sequenced, no answer
 REQUEST_FIRST = const(0x10)
 REPLY_FIRST = const(0x40)
 EVENT_FIRST = const(0x60)
-ID_LIMIT = const(0x80)
 
 HELLO = const(0x01)
 WELCOME = const(0x02)
@@ -266,7 +265,12 @@ class Catalog:
 
     def check(self, msg: object) -> None:
         """Raise MessageError unless msg is [id, fields...] valid for this catalog."""
-        if not isinstance(msg, list) or not msg or not isinstance(msg[0], int):
+        if (
+            not isinstance(msg, list)
+            or not msg
+            or not isinstance(msg[0], int)
+            or isinstance(msg[0], bool)
+        ):
             raise MessageError("payload is not an array starting with a message id", msg)
         spec = self.spec(msg[0])
         fields = spec[3]

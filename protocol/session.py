@@ -12,13 +12,14 @@ import hashlib
 from protocol import cbor, cobs
 from protocol.compat import const, ticks_diff
 from protocol.crypto import NONCE_LEN, Hmac, ReplayWindow, derive_session_key
-from protocol.errors import ProtocolError, SessionError
+from protocol.errors import MessageError, ProtocolError, SessionError
 from protocol.frame import F_DIR, F_SEQ, Frame, build
 from protocol.link import MAX_WINDOW, Receiver, Sender
 from protocol.messages import (
     BAD_REQUEST,
     HEARTBEAT,
     HELLO,
+    INTERNAL,
     REFUSE,
     REPLY_ID,
     REQUEST,
@@ -55,6 +56,8 @@ HELLO_RETRY_MAX_MS = const(2000)
 REPLY_CACHE = const(16)  # answered command ids remembered for duplicates
 DIGEST_LEN = const(16)
 _COUNTER_LIMIT = const(0x3FFFFFFF)  # re-handshake long before the u32 counter wraps
+_AUTH_OVERHEAD = const(17)  # header 5 + counter 4 + tag 8
+MIN_PEER_FRAME = const(64)  # a peer advertising less is treated as advertising this
 
 
 STAT_NAMES = (
@@ -78,6 +81,7 @@ STAT_NAMES = (
     "link_downs",
     "hello_attempts",
     "refused",
+    "oversize_replies",
 )
 
 
@@ -117,6 +121,8 @@ class Session:
         self.reason = "no session yet"  # why the state is what it is
         self.last_error = ""  # latest refused handshake, for diagnostics
         self.peer: "dict[str, object]" = {}  # welcome fields, on the initiator
+        self.peer_max_frame = max_frame  # what the peer accepts, from its hello or welcome
+        self._offered_frame = max_frame  # max_frame of the handshake in progress
         self.stats: "dict[str, int]" = {name: 0 for name in STAT_NAMES}
         self._reader = cobs.FrameReader(max_frame)
         self._frame = Frame()
@@ -142,7 +148,7 @@ class Session:
         self._hello_nonce = b""  # responder: the hello the current welcome answers
         self._hello_digest = b""
         self._welcome = b""  # responder: welcome payload, resent for a repeated hello
-        self._hello_payload = b""  # initiator: hello payload, resent until answered
+        self._hello_wire = b""  # initiator: the hello frame, resent as is until answered
         self._hello_at = 0
         self._hello_wait = HELLO_RETRY_MS
         # exactly-once requests
@@ -183,7 +189,7 @@ class Session:
             raise SessionError("only the initiator connects", self.role)
         self._now = now
         self._nonce = self._random(NONCE_LEN)
-        self._hello_payload = cbor.dumps(
+        payload = cbor.dumps(
             [
                 HELLO,
                 PROTO_MIN,
@@ -194,9 +200,12 @@ class Session:
                 self.peer_name,
             ]
         )
-        self._hello_wait = HELLO_RETRY_MS
-        self._hello_digest = b""
         self._drop_session()
+        # Every retry sends these exact bytes, so the hello_digest of any welcome matches.
+        n = build(self._tx, 0, self.addr, 0, 0, self.inbox_cap, 0, payload, None)
+        self._hello_digest = hashlib.sha256(self._tx[:n]).digest()[:DIGEST_LEN]
+        self._hello_wire = cobs.encode(self._tx[:n])
+        self._hello_wait = HELLO_RETRY_MS
         self._set_state(CONNECTING, "hello sent")
         self._send_hello(now)
 
@@ -217,9 +226,23 @@ class Session:
         return msg
 
     def send(self, msg: "Message") -> None:
-        """Queue an event or notice [id, fields...] for reliable, ordered delivery."""
+        """Queue an event or notice [id, fields...] for reliable, ordered delivery.
+
+        MessageError if it does not fit the catalog or a frame either side accepts."""
         self.catalog.check(msg)
-        self._enqueue(cbor.dumps(msg))
+        payload = cbor.dumps(msg)
+        limit = self.payload_limit()
+        if len(payload) > limit:
+            raise MessageError(
+                "%s of %d bytes exceeds the %d-byte payload limit"
+                % (self.catalog.name_of(msg[0]), len(payload), limit),
+                len(payload),
+            )
+        self._enqueue(payload)
+
+    def payload_limit(self) -> int:
+        """Longest payload a frame may carry to this peer (worst case: authenticated)."""
+        return min(self.max_frame, self.peer_max_frame) - _AUTH_OVERHEAD
 
     def request(self, msg: "Message") -> int:
         """Queue a request [id, fields...] without its cid; returns the cid it was given."""
@@ -242,6 +265,10 @@ class Session:
             raise SessionError("no request with cid %d is waiting for a reply" % cid, cid)
         self._pending_cids.remove(cid)
         payload = cbor.dumps([REPLY_ID, cid, status, reason, data])
+        if len(payload) > self.payload_limit():
+            self.stats["oversize_replies"] += 1
+            reason = "reply of %d bytes exceeds the frame limit" % len(payload)
+            payload = cbor.dumps([REPLY_ID, cid, INTERNAL, reason, None])
         i = self._done_next
         self._done_cids[i] = cid
         self._done_replies[i] = payload
@@ -329,8 +356,9 @@ class Session:
             mac,
         )
         m = cobs.encode_into(self._wire, self._tx, n)
-        self.receiver.ack_due = False
-        self._last_tx = self._now
+        if mac is self._mac:  # a frame of the current session: it carries our ack
+            self.receiver.ack_due = False
+            self._last_tx = self._now
         self.stats["frames_out"] += 1
         self.stats["bytes_out"] += m
         self._write(self._wire_view[:m])
@@ -339,8 +367,9 @@ class Session:
     def _send_hello(self, now: int) -> None:
         self._hello_at = now
         self.stats["hello_attempts"] += 1
-        n = self._transmit(0, 0, self._hello_payload, None)
-        self._hello_digest = hashlib.sha256(self._tx[:n]).digest()[:DIGEST_LEN]
+        self.stats["frames_out"] += 1
+        self.stats["bytes_out"] += len(self._hello_wire)
+        self._write(memoryview(self._hello_wire))
 
     # ----- receiving -----------------------------------------------------------------
 
@@ -364,7 +393,12 @@ class Session:
                 decoded = cbor.loads(frame.payload)
             except ProtocolError:
                 decoded = None
-            if isinstance(decoded, list) and decoded and isinstance(decoded[0], int):
+            if (
+                isinstance(decoded, list)
+                and decoded
+                and isinstance(decoded[0], int)
+                and not isinstance(decoded[0], bool)
+            ):
                 msg = decoded
         if frame.authenticated:
             if not self._verify(frame, msg):
@@ -496,6 +530,7 @@ class Session:
             self.stats["bad_payload"] += 1
             return
         self._hello_nonce = nonce
+        self._offered_frame = max(MIN_PEER_FRAME, msg[4])
         self._nonce = self._random(NONCE_LEN)
         digest = hashlib.sha256(view).digest()[:DIGEST_LEN]
         self._welcome = cbor.dumps(
@@ -549,6 +584,7 @@ class Session:
             self.stats["downgrades"] += 1
             return
         self.peer = self.catalog.to_dict(msg)
+        self._offered_frame = max(MIN_PEER_FRAME, msg[5])
         replay = self._pending_replay
         self._start_session(self._pending_mac, replay)
         self._pending_counter = 0
@@ -564,6 +600,7 @@ class Session:
 
     def _start_session(self, mac: "Hmac | None", replay: "ReplayWindow | None") -> None:
         self._mac = mac
+        self.peer_max_frame = min(self.max_frame, self._offered_frame)
         self._replay = replay if replay is not None else ReplayWindow()
         self._tx_counter = 0
         self._pending_mac = None
@@ -582,9 +619,13 @@ class Session:
         self.receiver.reset()
 
     def _link_down(self, reason: str) -> None:
-        self._drop_session()
-        self._welcome = b""
-        self._hello_nonce = b""
+        self._mac = None
+        self.sender.reset()
+        self.receiver.reset()
+        if self._pending_mac is None:
+            self._welcome = b""
+            self._hello_nonce = b""
+        # else: a handshake waiting for its key confirmation stays valid
         self._set_state(DOWN, reason)
 
     def _deliver(self, msg: "Message") -> None:

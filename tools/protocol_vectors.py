@@ -130,6 +130,8 @@ def _frames() -> list[tuple[str, bytes, bytes | None, str]]:
     out.append(("reply_error", refused, skey, "status not_configured with a reason"))
     host.feed(refused, t)
     host.receive()
+    host.poll(t)
+    board.feed(hc.take(), t)  # the host's ack of the error reply
     t += session.HEARTBEAT_MS
     host.poll(t)
     out.append(("heartbeat", hc.take(), skey, "idle link: heartbeat carrying the current ack"))
