@@ -146,7 +146,7 @@ def _pair(host_key=TEST_KEY, board_key=TEST_KEY):
 
 
 def test_session_handshake_request_reply_on_micropython():
-    h, b, wires, flush = _pair()
+    h, b, _, flush = _pair()
     h.connect(0)
     flush(0)
     assert h.established and b.established and h.authenticated
@@ -179,7 +179,7 @@ def test_session_refuses_forged_and_replayed_frames_on_micropython():
 
 
 def test_session_downgrade_refused_on_micropython():
-    h, b, wires, flush = _pair(board_key=None)
+    h, _, _, flush = _pair(board_key=None)
     h.connect(0)
     flush(0)
     assert not h.established and h.counters()["downgrades"] >= 1
