@@ -163,9 +163,8 @@ class FrameReader:
 
 
 def _find_zero(data: "bytes | bytearray | memoryview", start: int, end: int) -> int:
-    find = getattr(data, "find", None)
-    if find is not None:
-        return int(find(b"\x00", start, end))
+    if isinstance(data, bytes):  # no bound-method lookup: it would allocate on a board
+        return data.find(b"\x00", start, end)
     for i in range(start, end):
         if data[i] == 0:
             return i

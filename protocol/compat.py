@@ -24,7 +24,7 @@ except ImportError:  # MicroPython has no hmac module
     _compare_digest = None  # type: ignore[assignment]
 
 
-def equal_constant_time(a: bytes, b: bytes) -> bool:
+def equal_constant_time(a: bytes, b: "bytes | memoryview") -> bool:
     """True when a == b; the time taken does not depend on where they differ."""
     if _compare_digest is not None:
         return bool(_compare_digest(a, b))

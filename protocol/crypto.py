@@ -41,7 +41,7 @@ class Hmac:
 
     def verify(self, data: "bytes | bytearray | memoryview", tag: "bytes | memoryview") -> bool:
         """True when tag is the tag of data; compares in constant time."""
-        return equal_constant_time(self.tag(data), bytes(tag))
+        return equal_constant_time(self.tag(data), tag)
 
 
 def derive_session_key(board_key: bytes, nonce_initiator: bytes, nonce_responder: bytes) -> bytes:
@@ -72,7 +72,11 @@ class ReplayWindow:
         """Record counter as used."""
         if counter > self.highest:
             shift = counter - self.highest
-            self._seen = ((self._seen << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
+            # mask before shifting, so the value never leaves the small-int range on a board
+            if shift < REPLAY_WINDOW:
+                self._seen = ((self._seen & (_WINDOW_MASK >> shift)) << shift) | 1
+            else:
+                self._seen = 1
             self.highest = counter
         else:
             self._seen |= 1 << (self.highest - counter)

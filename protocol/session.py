@@ -387,28 +387,29 @@ class Session:
         if frame.addr != self.addr:
             stats["other_addr"] += 1
             return
+        # The check comes before the payload is parsed, so forged or corrupted input is
+        # never decoded; the one exception is a welcome, whose nonce the key needs.
         msg: "Message | None" = None
-        if frame.payload:
-            try:
-                decoded = cbor.loads(frame.payload)
-            except ProtocolError:
-                decoded = None
-            if (
-                isinstance(decoded, list)
-                and decoded
-                and isinstance(decoded[0], int)
-                and not isinstance(decoded[0], bool)
-            ):
-                msg = decoded
         if frame.authenticated:
-            if not self._verify(frame, msg):
+            if self.role == INITIATOR and self.state == CONNECTING and not frame.sequenced:
+                msg = _parse(frame.payload)
+                if msg is not None and msg[0] == WELCOME:
+                    if not self._verify_welcome(frame, msg):
+                        return
+                elif not self._verify(frame):
+                    return
+            elif not self._verify(frame):
                 return
+            else:
+                msg = _parse(frame.payload)
         elif not frame.crc_ok():
             stats["crc_errors"] += 1
             return
-        elif not self._unauthenticated_allowed(msg):
-            stats["downgrades"] += 1
-            return
+        else:
+            msg = _parse(frame.payload)
+            if not self._unauthenticated_allowed(msg):
+                stats["downgrades"] += 1
+                return
         stats["frames_in"] += 1
         if msg is not None and not frame.sequenced:
             self._handle_session_message(msg, view)
@@ -432,17 +433,9 @@ class Session:
             return
         self._deliver(msg)
 
-    def _verify(self, frame: Frame, msg: "Message | None") -> bool:
+    def _verify(self, frame: Frame) -> bool:
         """Check tag and counter against the current or the pending session key."""
         stats = self.stats
-        if (
-            self.role == INITIATOR
-            and self.state == CONNECTING
-            and msg is not None
-            and msg[0] == WELCOME
-            and not frame.sequenced
-        ):
-            return self._verify_welcome(frame, msg)
         for pending in (False, True):
             if pending and self.role != RESPONDER:
                 break
@@ -658,6 +651,19 @@ class Session:
             self.reply(cid, status, str(exc))
             return
         self._inbox.append(msg)
+
+
+def _parse(payload: memoryview) -> "Message | None":
+    """The payload as [id, fields...], or None if empty or not such an array."""
+    if not payload:
+        return None
+    try:
+        msg = cbor.loads(payload)
+    except ProtocolError:
+        return None
+    if isinstance(msg, list) and msg and isinstance(msg[0], int) and not isinstance(msg[0], bool):
+        return msg
+    return None
 
 
 def session_kind(msg_id: int) -> bool:
