@@ -208,13 +208,16 @@ def run() -> int:
     )
     for side, c in (("host ", host), ("board", board)):
         print(
-            "  %s frames out %d in %d, retransmits %d, crc errors %d, duplicates %d, srtt %d ms"
+            "  %s frames out %d in %d, retransmits %d, refused: crc %d tag %d replay %d,"
+            " duplicates %d, srtt %d ms"
             % (
                 side,
                 c["frames_out"],
                 c["frames_in"],
                 c["retransmits"],
                 c["crc_errors"],
+                c["tag_errors"],
+                c["replays"],
                 c["duplicates"],
                 c["srtt_ms"],
             )
