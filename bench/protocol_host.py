@@ -36,6 +36,7 @@ from pymavlink.dialects.v20 import common as mavlink2  # noqa: E402
 
 from protocol import cbor, cobs, frame, session  # noqa: E402
 from protocol.crypto import TAG_LEN, Hmac, ReplayWindow  # noqa: E402
+from protocol.loopback import Mailbox, pump  # noqa: E402
 from protocol.messages import BOARD, OK  # noqa: E402
 
 N = 10000  # frames per timed run
@@ -248,39 +249,30 @@ class SessionPair:
     NOW = 1000  # the clock stands still: no retransmit, heartbeat or link timeout fires
 
     def __init__(self) -> None:
-        self.to_board: list[bytes] = []
-        self.to_host: list[bytes] = []
+        self._board_box, self._host_box = Mailbox(), Mailbox()
+        self.to_board = self._board_box.frames
+        self.to_host = self._host_box.frames
         self.host = session.Session(
-            session.INITIATOR, BOARD, self._w_board, os.urandom, key=KEY, max_frame=MAX_FRAME
+            session.INITIATOR,
+            BOARD,
+            self._board_box.write,
+            os.urandom,
+            key=KEY,
+            max_frame=MAX_FRAME,
         )
         self.board = session.Session(
             session.RESPONDER,
             BOARD,
-            self._w_host,
+            self._host_box.write,
             os.urandom,
             key=KEY,
             identity=IDENTITY,
             max_frame=MAX_FRAME,
         )
         self.host.connect(self.NOW)
-        self._pump()
+        pump(self.host, self._host_box, self.board, self._board_box, self.NOW)
         if not (self.host.established and self.board.established and self.board.authenticated):
             raise SystemExit("benchmark self-check failed: session pair did not connect")
-
-    def _w_board(self, view: memoryview) -> None:
-        self.to_board.append(bytes(view))
-
-    def _w_host(self, view: memoryview) -> None:
-        self.to_host.append(bytes(view))
-
-    def _pump(self) -> None:
-        for _ in range(10):
-            while self.to_board:
-                self.board.feed(self.to_board.pop(0), self.NOW)
-            while self.to_host:
-                self.host.feed(self.to_host.pop(0), self.NOW)
-            self.board.poll(self.NOW)
-            self.host.poll(self.NOW)
 
     def rounds(self, n: int, split: list[int]) -> int:
         """n request -> reply rounds; split accumulates ns per leg (4 legs)."""

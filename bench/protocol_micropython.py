@@ -77,6 +77,7 @@ import sys
 import time
 
 from protocol import cbor, cobs, frame, session
+from protocol.loopback import Mailbox, pump
 from protocol.crypto import Hmac, ReplayWindow
 from protocol.messages import BOARD, OK
 
@@ -348,28 +349,17 @@ class Pair:
     NOW = 1000
 
     def __init__(self):
-        self.to_board = []
-        self.to_host = []
-        self.host = session.Session(session.INITIATOR, BOARD, self.w_board, rnd, key=KEY)
+        board_box, host_box = Mailbox(), Mailbox()
+        self.to_board = board_box.frames
+        self.to_host = host_box.frames
+        self.host = session.Session(session.INITIATOR, BOARD, board_box.write, rnd, key=KEY)
         self.board = session.Session(
-            session.RESPONDER, BOARD, self.w_host, rnd, key=KEY, identity=IDENTITY
+            session.RESPONDER, BOARD, host_box.write, rnd, key=KEY, identity=IDENTITY
         )
         self.host.connect(self.NOW)
-        for _ in range(10):
-            while self.to_board:
-                self.board.feed(self.to_board.pop(0), self.NOW)
-            while self.to_host:
-                self.host.feed(self.to_host.pop(0), self.NOW)
-            self.board.poll(self.NOW)
-            self.host.poll(self.NOW)
+        pump(self.host, host_box, self.board, board_box, self.NOW)
         if not (self.host.established and self.board.authenticated):
             raise RuntimeError("session pair did not connect")
-
-    def w_board(self, view):
-        self.to_board.append(bytes(view))
-
-    def w_host(self, view):
-        self.to_host.append(bytes(view))
 
 
 def rounds(p, n, count, diff, acc):

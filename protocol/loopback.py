@@ -173,3 +173,38 @@ class Loopback:
             if until is not None and until():
                 return True
         return until is None
+
+
+class Mailbox:
+    """A lossless wire: written frames are kept (copied) until delivered."""
+
+    def __init__(self) -> None:
+        self.frames: "list[bytes]" = []
+
+    def write(self, view: "bytes | bytearray | memoryview") -> None:
+        """The session's write callback."""
+        self.frames.append(bytes(view))
+
+    def deliver(self, session: "Session", now: int) -> None:
+        """Feed every waiting frame to session, oldest first."""
+        frames = self.frames
+        while frames:
+            session.feed(frames.pop(0), now)
+
+
+def pump(
+    initiator: "Session",
+    to_initiator: Mailbox,
+    responder: "Session",
+    to_responder: Mailbox,
+    now: int,
+    rounds: int = 10,
+) -> None:
+    """Deliver both ways and run both sessions' timers until the mailboxes stay empty."""
+    for _ in range(rounds):
+        to_responder.deliver(responder, now)
+        to_initiator.deliver(initiator, now)
+        responder.poll(now)
+        initiator.poll(now)
+        if not to_responder.frames and not to_initiator.frames:
+            return

@@ -4,7 +4,7 @@ replay or tamper with it before delivering it. The clock is simulated."""
 from __future__ import annotations
 
 from protocol import cobs, session
-from protocol.loopback import Rng
+from protocol.loopback import Mailbox, Rng, pump
 from protocol.messages import BOARD, Catalog
 from protocol.selftest import IDENTITY, TEST_KEY
 
@@ -22,41 +22,25 @@ class Pair:
     ) -> None:
         self.rng = Rng(seed)
         self.now = 0
-        self.to_board: list[bytes] = []
-        self.to_host: list[bytes] = []
+        self._board_box, self._host_box = Mailbox(), Mailbox()
+        self.to_board = self._board_box.frames  # frames on their way, for tests to tamper
+        self.to_host = self._host_box.frames
         self.host_states: list[str] = []
         self.board_states: list[str] = []
         self.host = session.Session(
-            session.INITIATOR, catalog, self._host_write, self.rng.bytes, key=host_key,
+            session.INITIATOR, catalog, self._board_box.write, self.rng.bytes, key=host_key,
             on_state=lambda s, r: self.host_states.append(session.STATE_NAMES[s]),
         )  # fmt: skip
         self.board = session.Session(
-            session.RESPONDER, catalog, self._board_write, self.rng.bytes, key=board_key,
+            session.RESPONDER, catalog, self._host_box.write, self.rng.bytes, key=board_key,
             identity=list(IDENTITY),
             on_state=lambda s, r: self.board_states.append(session.STATE_NAMES[s]),
             **board_options,  # type: ignore[arg-type]
         )  # fmt: skip
 
-    def _host_write(self, view: memoryview) -> None:
-        self.to_board.append(bytes(view))
-
-    def _board_write(self, view: memoryview) -> None:
-        self.to_host.append(bytes(view))
-
-    def flush(self, rounds: int = 20) -> None:
+    def flush(self) -> None:
         """Deliver everything both ways (and run timers) until the wires are quiet."""
-        for _ in range(rounds):
-            if not self.to_board and not self.to_host:
-                self.board.poll(self.now)
-                self.host.poll(self.now)
-                if not self.to_board and not self.to_host:
-                    return
-            while self.to_board:
-                self.board.feed(self.to_board.pop(0), self.now)
-            while self.to_host:
-                self.host.feed(self.to_host.pop(0), self.now)
-            self.board.poll(self.now)
-            self.host.poll(self.now)
+        pump(self.host, self._host_box, self.board, self._board_box, self.now, rounds=20)
 
     def advance(self, ms: int, step: int = 10, deliver: bool = True) -> None:
         """Let simulated time pass, delivering traffic (or dropping it all)."""

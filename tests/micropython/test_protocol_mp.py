@@ -117,32 +117,17 @@ def test_catalog_validation():
 
 
 def _pair(host_key=TEST_KEY, board_key=TEST_KEY):
-    from protocol.loopback import Rng
+    from protocol.loopback import Mailbox, Rng, pump
 
     rng = Rng(3)
-    wires = [[], []]
-    h = S.Session(S.INITIATOR, BOARD, lambda v: wires[0].append(bytes(v)), rng.bytes, host_key)
-    b = S.Session(
-        S.RESPONDER,
-        BOARD,
-        lambda v: wires[1].append(bytes(v)),
-        rng.bytes,
-        board_key,
-        identity=list(IDENTITY),
-    )
+    to_board, to_host = Mailbox(), Mailbox()
+    h = S.Session(S.INITIATOR, BOARD, to_board.write, rng.bytes, host_key)
+    b = S.Session(S.RESPONDER, BOARD, to_host.write, rng.bytes, board_key, identity=list(IDENTITY))
 
     def flush(now):
-        for _ in range(10):
-            while wires[0]:
-                b.feed(wires[0].pop(0), now)
-            while wires[1]:
-                h.feed(wires[1].pop(0), now)
-            b.poll(now)
-            h.poll(now)
-            if not wires[0] and not wires[1]:
-                return
+        pump(h, to_host, b, to_board, now)
 
-    return h, b, wires, flush
+    return h, b, [to_board.frames, to_host.frames], flush
 
 
 def test_session_handshake_request_reply_on_micropython():
