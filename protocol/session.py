@@ -29,6 +29,7 @@ from protocol.messages import (
     WELCOME,
     kind_of,
 )
+from protocol.requests import ANSWERED, NEW, RequestLedger
 
 TYPE_CHECKING = False  # mypy treats this name as true; MicroPython has no typing module
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ LINK_TIMEOUT_MS = const(1500)
 MAX_TRIES = const(8)  # sends of one frame before the link is declared down
 HELLO_RETRY_MS = const(250)
 HELLO_RETRY_MAX_MS = const(2000)
-REPLY_CACHE = const(16)  # answered command ids remembered for duplicates
 DIGEST_LEN = const(16)
 _COUNTER_LIMIT = const(0x3FFFFFFF)  # re-handshake long before the u32 counter wraps
 _AUTH_OVERHEAD = const(17)  # header 5 + counter 4 + tag 8
@@ -152,10 +152,7 @@ class Session:
         self._hello_at = 0
         self._hello_wait = HELLO_RETRY_MS
         # exactly-once requests
-        self._pending_cids: "list[int]" = []
-        self._done_cids = [-1] * REPLY_CACHE
-        self._done_replies = [b""] * REPLY_CACHE
-        self._done_next = 0
+        self.requests = RequestLedger()  # kept across sessions
         self._next_cid = (int.from_bytes(random(4), "little") & 0x3FFFFFFF) or 1
 
     # ----- state ---------------------------------------------------------------------
@@ -261,18 +258,12 @@ class Session:
         self, cid: int, status: int, reason: "str | None" = None, data: object = None
     ) -> None:
         """Answer a received request; the answer is remembered for duplicates of it."""
-        if cid not in self._pending_cids:
-            raise SessionError("no request with cid %d is waiting for a reply" % cid, cid)
-        self._pending_cids.remove(cid)
         payload = cbor.dumps([REPLY_ID, cid, status, reason, data])
         if len(payload) > self.payload_limit():
             self.stats["oversize_replies"] += 1
             reason = "reply of %d bytes exceeds the frame limit" % len(payload)
             payload = cbor.dumps([REPLY_ID, cid, INTERNAL, reason, None])
-        i = self._done_next
-        self._done_cids[i] = cid
-        self._done_replies[i] = payload
-        self._done_next = (i + 1) % REPLY_CACHE
+        self.requests.answer(cid, payload)
         self._enqueue_reply(payload)
 
     def poll(self, now: int) -> None:
@@ -635,15 +626,12 @@ class Session:
         if not isinstance(cid, int) or isinstance(cid, bool) or cid < 0:
             self.stats["bad_payload"] += 1
             return
-        if cid in self._pending_cids:
+        admitted = self.requests.admit(cid)
+        if admitted != NEW:
             self.stats["duplicate_requests"] += 1
+            if admitted == ANSWERED:
+                self._enqueue_reply(self.requests.cached(cid))
             return
-        for i in range(REPLY_CACHE):
-            if self._done_cids[i] == cid:
-                self.stats["duplicate_requests"] += 1
-                self._enqueue_reply(self._done_replies[i])
-                return
-        self._pending_cids.append(cid)
         try:
             self.catalog.check(msg)
         except ProtocolError as exc:
