@@ -23,7 +23,6 @@ from protocol.messages import (
     REFUSE,
     REPLY_ID,
     REQUEST,
-    SESSION,
     UNKNOWN_MESSAGE,
     UNSUPPORTED_VERSION,
     WELCOME,
@@ -652,8 +651,3 @@ def _parse(payload: memoryview) -> "Message | None":
     if isinstance(msg, list) and msg and isinstance(msg[0], int) and not isinstance(msg[0], bool):
         return msg
     return None
-
-
-def session_kind(msg_id: int) -> bool:
-    """True for ids the session handles itself (hello, welcome, heartbeat, refuse)."""
-    return kind_of(msg_id) == SESSION
