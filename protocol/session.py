@@ -308,12 +308,12 @@ class Session:
 
     # ----- sending -------------------------------------------------------------------
 
-    def _enqueue(self, payload: bytes, always: bool = False) -> None:
+    def _enqueue(self, payload: bytes) -> None:
         if self.state != ESTABLISHED:
             raise SessionError(
                 "session is %s: %s" % (STATE_NAMES[self.state], self.reason), self.state
             )
-        self.sender.enqueue(payload, always)
+        self.sender.enqueue(payload)
 
     def _enqueue_reply(self, payload: bytes) -> None:
         """Queue a reply; outside a session it stays in the cache for a repeated request."""
