@@ -113,6 +113,11 @@ class Sender:
         self._timer_start = now
         return n
 
+    @property
+    def sendable(self) -> bool:
+        """True when a queued payload fits into the window now."""
+        return bool(self._queue) and len(self._flight) < min(self.peer_window, MAX_WINDOW)
+
     def expired(self, now: int) -> bool:
         """True when the oldest frame in flight waited longer than the timeout."""
         return bool(self._flight) and ticks_diff(now, self._timer_start) >= self.timer.rto_ms

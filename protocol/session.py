@@ -284,8 +284,9 @@ class Session:
         if expired and sender.oldest_tries >= MAX_TRIES:
             self._link_down("no acknowledgement after %d sends" % sender.oldest_tries)
             return
-        for entry in sender.due(now, expired):
-            self._transmit(F_SEQ, entry[0], entry[1], self._mac)
+        if expired or sender.sendable:  # due() builds a list: only call it when needed
+            for entry in sender.due(now, expired):
+                self._transmit(F_SEQ, entry[0], entry[1], self._mac)
         if self.receiver.ack_due:
             self._transmit(0, 0, None, self._mac)
         elif ticks_diff(now, self._last_tx) >= self.heartbeat_ms:
