@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# MicroPython stubs for pyright (make typecheck-firmware), pinned with their stdlib dependency.
+RP2_STUBS_VERSION := 1.29.0.post1
+STDLIB_STUBS_VERSION := 1.29.0.post2
+STUBS := .stubs/rp2
+STUBS_STAMP := $(STUBS)/.installed-$(RP2_STUBS_VERSION)-$(STDLIB_STUBS_VERSION)
 
-.PHONY: setup demo test lint typecheck unit bench clean mosquitto
+.PHONY: setup demo test lint typecheck typecheck-firmware unit bench clean mosquitto
 
-setup: $(STAMP) node_modules/.installed mosquitto
+setup: $(STAMP) node_modules/.installed $(STUBS_STAMP) mosquitto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +21,16 @@ $(STAMP): pyproject.toml
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The stubs shadow stdlib modules (time, sys, select, hashlib ...) with MicroPython's, so they
+# stay out of .venv: they go where pyrightconfig.json expects a venv's site-packages.
+$(STUBS_STAMP): | $(STAMP)
+	rm -rf $(STUBS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile \
+	  --target $(STUBS)/lib/site-packages \
+	  micropython-rp2-rpi-pico-stubs==$(RP2_STUBS_VERSION) \
+	  micropython-stdlib-stubs==$(STDLIB_STUBS_VERSION)
 	touch $@
 
 # Mosquitto is installed through apt-get when it is missing (tests start their own instance).
@@ -35,14 +50,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Board code (protocol/, firmware_micropython/) against the MicroPython rp2 stubs.
+typecheck-firmware: $(STUBS_STAMP) node_modules/.installed
+	node_modules/.bin/pyright --project pyrightconfig.json
+
 unit: setup
 	$(VENV)/bin/pytest -q
 
-test: setup lint typecheck unit
+test: setup lint typecheck typecheck-firmware unit
 
 bench: setup
 	$(PY) bench/protocol_host.py
 	$(PY) bench/protocol_micropython.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules .stubs .pytest_cache .mypy_cache .ruff_cache .hypothesis

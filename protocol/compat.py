@@ -19,7 +19,7 @@ else:
 
 
 try:
-    from hmac import compare_digest as _compare_digest
+    from hmac import compare_digest as _compare_digest  # pyright: ignore[reportMissingImports]
 except ImportError:  # MicroPython has no hmac module
     _compare_digest = None  # type: ignore[assignment]
 

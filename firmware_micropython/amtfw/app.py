@@ -401,24 +401,27 @@ class BoardApp:
             on[k] = 1 if act.is_on(cfg.solenoid[ch]) else 0
             o = cfg.led.get(ch, -1)
             led[k] = act.led_mode(o) if o >= 0 else 3
+        units = {}  # type: dict[str, dict[str, int]]
+        for i in range(len(cfg.inputs)):
+            spec = cfg.inputs[i]
+            if spec[3] != U_CHANNEL:
+                unit = units.setdefault(UNIT_NAMES[spec[3]], {})
+                unit[ROLE_NAMES[spec[2]]] = stable[i]
+        for o in range(len(cfg.outputs)):
+            spec = cfg.outputs[o]
+            if spec[3] != U_CHANNEL:
+                unit = units.setdefault(UNIT_NAMES[spec[3]], {})
+                unit["strike" if spec[2] == OUT_STRIKE else "solenoid"] = act.levels[o]
         report = {
             "channels": bytes(chans),
             "door": bytes(door),
             "item": bytes(item),
             "on": bytes(on),
             "led": bytes(led),
-        }
-        for i in range(len(cfg.inputs)):
-            spec = cfg.inputs[i]
-            if spec[3] != U_CHANNEL:
-                unit = report.setdefault(UNIT_NAMES[spec[3]], {})
-                unit[ROLE_NAMES[spec[2]]] = stable[i]
-        for o in range(len(cfg.outputs)):
-            spec = cfg.outputs[o]
-            if spec[3] != U_CHANNEL:
-                unit = report.setdefault(UNIT_NAMES[spec[3]], {})
-                unit["strike" if spec[2] == OUT_STRIKE else "solenoid"] = act.levels[o]
-        report["safe"] = self.safe_reason
+            "safe": self.safe_reason,
+        }  # type: dict[str, object]
+        for name in units:
+            report[name] = units[name]
         return report
 
     def diagnostics(self):

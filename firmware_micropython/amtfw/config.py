@@ -11,14 +11,7 @@ import hashlib
 import json
 
 from amtfw.errors import ConfigError
-
-try:
-    from micropython import const
-except ImportError:  # CPython, for host-side tests and tools
-
-    def const(value):
-        return value
-
+from protocol.compat import const
 
 CONFIG_VERSION = const(1)
 CONFIG_PATH = "/amtomat.json"
@@ -129,9 +122,9 @@ class BoardConfig:
     def __init__(self):
         self.board_id = ""
         self.address = 0
-        self.link = {"type": "usb"}
+        self.link = {"type": "usb"}  # type: dict[str, object]
         self.expanders = []  # dicts: i2c, sda, scl, address, freq
-        self.recovery_pin = None
+        self.recovery_pin = None  # type: int | None
         self.channels = []  # channel numbers, in config order
         self.outputs = []  # (pin, invert, role, unit, channel)
         self.inputs = []  # (pin, invert, role, unit, channel)
@@ -166,7 +159,9 @@ def parse_pin(value, where, n_expanders):
     elif isinstance(value, str) and value.startswith("mcp") and ":" in value:
         head, port = value[3:].split(":", 1)
         if (
-            head.isdigit()
+            0 < len(head) <= 2
+            and head[0] in "0123456789"
+            and head[-1] in "0123456789"
             and int(head) < n_expanders
             and len(port) == 2
             and port[0] in "AB"
@@ -234,7 +229,10 @@ class _Builder:
     def unit(self, d, signals, unit, channel, where, extra=()):
         names = [s[0] for s in signals]
         _check_keys(d, tuple(names) + ("invert",) + tuple(extra), where)
-        for s in d.get("invert", []):
+        invert = d.get("invert", [])
+        if not isinstance(invert, list):
+            raise ConfigError("%s.invert must be a list of signal names" % where, invert)
+        for s in invert:
             if s not in names:
                 raise ConfigError(
                     "%s.invert: %r is not a signal here (%s)" % (where, s, ", ".join(names)), s
@@ -249,7 +247,7 @@ def parse(raw):
     """Validate config file bytes into a BoardConfig; ConfigError says what is wrong."""
     try:
         d = json.loads(raw)
-    except (ValueError, UnicodeError) as exc:
+    except (ValueError, UnicodeError, RuntimeError) as exc:  # RuntimeError: nested too deep
         raise ConfigError("config is not valid JSON: %s" % exc, None) from None
     _check_keys(d, _TOP_KEYS, "config")
     cfg = BoardConfig()
@@ -319,7 +317,7 @@ def _parse_link(link):
     kind = link.get("type")
     if kind not in LINK_TYPES:
         raise ConfigError("link.type: %r must be one of %s" % (kind, ", ".join(LINK_TYPES)), kind)
-    out = {"type": kind}
+    out = {"type": kind}  # type: dict[str, object]
     if kind == "rs485":
         out["uart"] = _int(link, "uart", "link.", 0, 2)
         for key in ("tx", "rx", "de"):
