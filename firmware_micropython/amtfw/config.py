@@ -167,7 +167,7 @@ def parse_pin(value, where, n_expanders):
             and port[0] in "AB"
             and port[1] in "01234567"
         ):
-            return value
+            return "mcp%d:%s" % (int(head), port)  # one spelling per pin: "mcp00:A0" is mcp0
         raise ConfigError(
             "%s: %r is not a pin of a configured expander (mcp0..mcp%d, ports A0..B7)"
             % (where, value, n_expanders - 1),
@@ -277,6 +277,8 @@ def parse(raw):
         rp = d["recovery_pin"]
         if not isinstance(rp, int) or isinstance(rp, bool) or not 0 <= rp <= MAX_PIN:
             raise ConfigError("recovery_pin: %r must be a GPIO number" % rp, rp)
+        if rp in b.used:
+            raise ConfigError("recovery_pin: pin %d is already used by %s" % (rp, b.used[rp]), rp)
         b.used[rp] = "recovery_pin"
         cfg.recovery_pin = rp
     channels = d.get("channels", [])
