@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "selftest", parents=[common], help="run the protocol over a simulated faulty link"
     )
     p.set_defaults(func=_selftest)
+    from tools.sim.cli import add_parser as add_sim
+
+    add_sim(sub, common)
     p = sub.add_parser("version", parents=[common], help="print versions")
     p.set_defaults(func=_version)
     return parser

@@ -56,7 +56,7 @@ DEFAULTS = {
     "strike_max_ms": 5000,
     "pulse_queue": 8,
     "link_timeout_ms": 1500,
-    "repl_window_ms": 2000,
+    "repl_window_ms": 0,  # opt-in: a host that talks at boot would stop the firmware
 }
 # key: (lowest, highest)
 LIMITS = {
