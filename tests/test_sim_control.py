@@ -263,7 +263,7 @@ def test_help_lists_every_verb_with_its_syntax(sim: SimFixture) -> None:
     assert usage["entrance-door"] == "entrance-door open|close"
     assert usage["stick"] == "stick <board> <input> <level:int>"
     assert usage["bounce"] == "bounce <board> <input> [count:int=5] [ms:int=2]"
-    assert usage["power"] == "power <board> cut|on|reboot"
+    assert usage["power"] == "power <board> cut|on|reboot|reset"
     assert usage["noise"] == (
         "noise <board> [dir=both|in|out] [bit_error=float] [drop=float] [duplicate=float] "
         "[delay_ms=int] [jitter_ms=int]"
@@ -302,7 +302,7 @@ ERROR_CASES: list[tuple[str, str]] = [
     ("tamper maybe", "tamper: state must be one of on, off, got 'maybe'"),
     ("stick b1 door3 2", "stick: level must be at most 1, got '2'"),
     ("bounce b1 item3 0", "bounce: count must be at least 1, got '0'"),
-    ("power b1 off", "power: action must be one of cut, on, reboot, got 'off'"),
+    ("power b1 off", "power: action must be one of cut, on, reboot, reset, got 'off'"),
     ("noise b1 drop=2", "noise: drop must be at most 1, got '2'"),
     ("noise b1 drop=nan", "noise: drop must be a finite number, got 'nan'"),
     ("noise b1 drop=lots", "noise: drop must be a number, got 'lots'"),

@@ -831,8 +831,8 @@ SIM_COMMANDS: Final[tuple[Command, ...]] = (
     Command(
         "power",
         "power",
-        (_BOARD, Param("action", choice(["cut", "on", "reboot"]))),
-        "Cut a board's power, restore it, or reboot it.",
+        (_BOARD, Param("action", choice(["cut", "on", "reboot", "reset"]))),
+        "Cut a board's power, restore it, power-cycle it, or pull its hard-reset line.",
     ),
     Command(
         "noise",
@@ -861,7 +861,7 @@ SIM_COMMANDS: Final[tuple[Command, ...]] = (
         "edges",
         "edges",
         (_BOARD, Param("since", int, 0, minimum=0)),
-        "The input edges a board's pins saw, from sequence number since.",
+        "Every output edge of a board (pin, level, what it drives) at or after simulated ms since.",
     ),
     Command(
         "advance",
