@@ -12,8 +12,9 @@ from base64 import b64encode
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 from typing import Any, Final
+
+from tools.closeable import Closeable
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 NODE_DRIVER: Final = REPO_ROOT / "tools" / "mpvm_node.mjs"
@@ -95,7 +96,7 @@ def error_from_traceback(
     return MicroPythonError(message, traceback, exc_type=exc_type, stdout=stdout)
 
 
-class NodeMicroPython:
+class NodeMicroPython(Closeable):
     """A long-running MicroPython VM (npm WebAssembly build) in a ``node`` subprocess.
 
     State persists between ``exec`` calls. ``/lib`` and the working directory ``/`` are on
@@ -194,17 +195,6 @@ class NodeMicroPython:
                     stream.close()
         self._stdout_thread.join(timeout=5)
         self._stderr_thread.join(timeout=5)
-
-    def __enter__(self) -> NodeMicroPython:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- I/O ---------------------------------------------------------------------------
 

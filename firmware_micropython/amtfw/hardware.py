@@ -119,6 +119,19 @@ def build_expanders(cfg, machine):
     return out
 
 
+def _setup(expander, errors):
+    """Configure an expander; one that does not answer is marked and named in errors."""
+    try:
+        expander.setup()
+    except OSError as exc:
+        expander.ok = False
+        expander.faults += 1
+        errors.append(
+            "expander at 0x%02x does not answer (%s); its pins are not used"
+            % (expander.address, exc)
+        )
+
+
 class _Signals:
     """Index -> (GPIO pin object or expander bit) for one direction of the config."""
 
@@ -171,15 +184,7 @@ class Outputs:
                 s.pins[i] = machine.Pin(pin, machine.Pin.OUT, value=off)
         # Every expander, used for outputs or not: its latches may still drive a pin.
         for x in expanders:
-            try:
-                x.setup()
-            except OSError as exc:
-                x.ok = False
-                x.faults += 1
-                self.errors.append(
-                    "expander at 0x%02x does not answer (%s); its pins are not used"
-                    % (x.address, exc)
-                )
+            _setup(x, self.errors)
 
     def __len__(self):
         return self._s.n
@@ -235,15 +240,7 @@ class Inputs:
                 s.pins[i] = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
         for x in s.used:
             if x.ok:
-                try:
-                    x.setup()
-                except OSError as exc:
-                    x.ok = False
-                    x.faults += 1
-                    self.errors.append(
-                        "expander at 0x%02x does not answer (%s); its pins are not used"
-                        % (x.address, exc)
-                    )
+                _setup(x, self.errors)
             if not x.ok:  # its inputs keep the idle level of a pulled-up contact
                 x.gpio[0] = x.gppu & 0xFF
                 x.gpio[1] = (x.gppu >> 8) & 0xFF

@@ -36,8 +36,9 @@ import socket
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
+
+from tools.closeable import Closeable
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +363,7 @@ class _Client:
         self.eof = False  # the client has sent everything it will send
 
 
-class ControlServer:
+class ControlServer(Closeable):
     """Serves a command table over a Unix socket path or a TCP port on 127.0.0.1.
 
     ``path_or_port``: an ``int`` is a TCP port on 127.0.0.1 (0 picks a free one; see
@@ -671,22 +672,11 @@ class ControlServer:
                 if (now.st_dev, now.st_ino) == (self._path_stat.st_dev, self._path_stat.st_ino):
                     os.unlink(self.path)
 
-    def __enter__(self) -> ControlServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 # -- client -------------------------------------------------------------------------
 
 
-class ControlClient:
+class ControlClient(Closeable):
     """A blocking client: ``call("door b1 3 open")`` returns the result or raises
     :class:`ControlError` with the server's message."""
 
@@ -733,17 +723,6 @@ class ControlClient:
     def close(self) -> None:
         self._file.close()
         self.sock.close()
-
-    def __enter__(self) -> ControlClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -- the simulator's table ------------------------------------------------------------

@@ -28,8 +28,9 @@ import os
 import selectors
 import socket
 import termios
-from types import TracebackType
 from typing import Final, Literal
+
+from tools.closeable import Closeable
 
 READ_CHUNK: Final = 65536
 """Bytes read from one source in one ``read``/``recv`` call."""
@@ -82,7 +83,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if address.version == 6 else host
 
 
-class BoardEndpoint:
+class BoardEndpoint(Closeable):
     """One virtual board's pty pair and TCP listener, polled from a single thread.
 
     ``name`` labels the endpoint in messages; ``host``/``port`` are where the TCP socket
@@ -298,17 +299,6 @@ class BoardEndpoint:
                 os.close(fd)
         self._master = self._slave = -1
         self._selector.close()
-
-    def __enter__(self) -> BoardEndpoint:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         if self._closed:

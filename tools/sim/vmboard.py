@@ -23,9 +23,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from types import TracebackType
 from typing import Any, Final
 
+from tools.closeable import Closeable
 from tools.mpvm import (
     DEFAULT_TIMEOUT,
     REPO_ROOT,
@@ -105,7 +105,7 @@ def _pin(value: Any) -> Pin:
     return value
 
 
-class VMBoard:
+class VMBoard(Closeable):
     """A board running the real firmware in its own MicroPython VM; see the module doc.
 
     board_json: the config file as written at provisioning. key: the 32-byte board key, or
@@ -245,17 +245,6 @@ class VMBoard:
             self._vm.close()
             self._vm = None
         self.state = "off"
-
-    def __enter__(self) -> VMBoard:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the loop ----------------------------------------------------------------------
 
