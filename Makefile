@@ -62,6 +62,7 @@ test: setup lint typecheck typecheck-firmware unit
 bench: setup
 	$(PY) bench/protocol_host.py
 	$(PY) bench/protocol_micropython.py
+	$(PY) bench/firmware_micropython.py
 
 clean:
 	rm -rf $(VENV) node_modules .stubs .pytest_cache .mypy_cache .ruff_cache .hypothesis
