@@ -8,6 +8,7 @@ a reboot its outcome is unknown and it is never repeated).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +46,6 @@ class SimHost:
     sent_frames: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        import random
-
         rng = random.Random(self.seed)
         self.session = S.Session(
             S.INITIATOR,

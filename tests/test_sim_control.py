@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import inspect
 import json
 import math
 import select
@@ -38,6 +39,7 @@ from tools.sim.control import (
     choice,
     to_jsonable,
 )
+from tools.sim.simulator import Simulator
 
 DEADLINE_S = 20.0
 """How long any wait may take before the test fails (generous; never asserted on)."""
@@ -768,3 +770,11 @@ def test_fuzz_every_line_gets_exactly_one_json_reply(
             assert reply["error"], line
     # The next reply is the sentinel's: no line got two replies or none.
     assert fuzz_client.read_reply() == {"ok": True, "result": {"method": "boards_info"}}
+
+
+@pytest.mark.parametrize(("line", "method", "kwargs"), VERB_CASES, ids=[c[0] for c in VERB_CASES])
+def test_every_verb_fits_the_real_simulator_signature(
+    line: str, method: str, kwargs: dict[str, Any]
+) -> None:
+    # The fake records calls; the real Simulator must accept the very same arguments.
+    inspect.signature(getattr(Simulator, method)).bind(None, **kwargs)

@@ -13,7 +13,7 @@ import pytest
 
 from protocol import session as S
 from protocol.messages import BOARD, OK, REPLY_ID
-from tools.mpvm import REPO_ROOT, find_node
+from tools.mpvm import find_node
 from tools.sim.vmboard import Edge, Pin, TickResult, VMBoard, VMBoardError
 
 pytestmark = [
@@ -21,10 +21,6 @@ pytestmark = [
     pytest.mark.skipif(find_node() is None, reason="node is not installed (npm MicroPython VM)"),
 ]
 
-HAS_APP = (REPO_ROOT / "firmware_micropython" / "amtfw" / "app.py").is_file()
-needs_app = pytest.mark.skipif(
-    not HAS_APP, reason="firmware_micropython/amtfw/app.py (BoardApp) is not written yet"
-)
 
 KEY = bytes(range(100, 132))
 PULSE = 0x10
@@ -139,7 +135,6 @@ class Host:
 # -- runtime glue (no app logic needed beyond constructing it) -----------------------------
 
 
-@needs_app
 def test_outputs_are_off_at_boot_and_idle_ticks_change_nothing(board: VMBoard) -> None:
     assert board.state == "running"
     assert board.info is not None
@@ -154,7 +149,6 @@ def test_outputs_are_off_at_boot_and_idle_ticks_change_nothing(board: VMBoard) -
         assert r.tx == b""  # a board never speaks first
 
 
-@needs_app
 def test_garbage_from_the_host_moves_nothing(board: VMBoard) -> None:
     rng = random.Random(7)
     levels: dict[Pin, int] = {}
@@ -171,7 +165,6 @@ def test_garbage_from_the_host_moves_nothing(board: VMBoard) -> None:
     assert all(host.levels.get(p, OFF[p]) == OFF[p] for p in OUT_PINS)
 
 
-@needs_app
 def test_power_cut_and_power_on_report_power(board: VMBoard) -> None:
     board.tick(5)
     assert board.power_cut() == [(5, 6, 0), (5, "mcp0:A1", 0)]  # the high (inverted) ones
@@ -213,7 +206,6 @@ def test_a_crash_resets_and_the_next_boot_says_crash() -> None:
         assert board.read_file("/amtfw_crash.txt") is None
 
 
-@needs_app
 def test_recovery_jumper_keeps_the_firmware_in_the_repl(board: VMBoard) -> None:
     board.tick(5, levels={RECOVERY_PIN: 0})
     board.reboot("hard")
@@ -227,7 +219,6 @@ def test_recovery_jumper_keeps_the_firmware_in_the_repl(board: VMBoard) -> None:
     assert board.state == "running"
 
 
-@needs_app
 def test_ctrl_c_inside_the_repl_window_stops_the_firmware() -> None:
     with VMBoard(board_json(repl_window_ms=2000), KEY) as board:
         r = board.tick(100, b"\x7e\x03\x00")
@@ -242,7 +233,6 @@ def test_ctrl_c_inside_the_repl_window_stops_the_firmware() -> None:
 # -- with the firmware's app and a real host session ------------------------------------
 
 
-@needs_app
 def test_handshake_pulse_and_reset_against_a_real_host(board: VMBoard) -> None:
     host = Host(board)
     host.connect()
@@ -264,7 +254,6 @@ def test_handshake_pulse_and_reset_against_a_real_host(board: VMBoard) -> None:
     assert host2.session.peer["reset_reason"] == "soft"
 
 
-@needs_app
 def test_maintenance_repl_feeds_the_watchdog_for_ten_minutes(board: VMBoard) -> None:
     host = Host(board)
     host.connect()

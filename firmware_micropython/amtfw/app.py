@@ -71,7 +71,8 @@ from protocol.messages import (
 
 CAPS = ["pulse", "led", "strike", "slot", "inputs", "diagnostics", "maintenance", "reset"]
 ROLE_NAMES = ("door", "item", "flap", "deposit", "grant", "exit", "tamper")
-SAFE_HOST_SILENT = const(1)  # value of a safe_state event
+SAFE_HOST_SILENT = const(1)  # values of a safe_state event
+SAFE_ACTION = const(2)  # the host asked for a reset or the REPL
 ACTION_WAIT_MS = const(1000)  # longest wait for the reply to reset/repl to be acknowledged
 EVENTS_QUEUED = const(4)  # events queued in the session at a time, so replies go first
 
@@ -242,13 +243,13 @@ class BoardApp:
 
     def _on_state(self, state, reason):
         if state == S.DOWN:
-            self.enter_safe("host silent: %s" % reason, self._now)
+            self.enter_safe("host silent: %s" % reason, self._now, SAFE_HOST_SILENT)
         elif state == S.ESTABLISHED:
             self.ring.rewind()
             self.safe_reason = None  # this session's welcome has reported it
             self.identity[_ID_SAFE] = None
 
-    def enter_safe(self, reason, now):
+    def enter_safe(self, reason, now, code):
         """Every output off, queued pulses cancelled, actuation refused until a new session."""
         held = self.act.all_off(now, self._on_pulse_done_cb, self._on_cancelled_cb)
         if held:
@@ -256,7 +257,7 @@ class BoardApp:
         self.safe_reason = reason
         self.identity[_ID_SAFE] = reason
         self.safe_entries += 1
-        self.ring.push(SAFE_STATE, U_BOARD, NO_CHANNEL, SAFE_HOST_SILENT, now)
+        self.ring.push(SAFE_STATE, U_BOARD, NO_CHANNEL, code, now)
 
     # ----- requests -----------------------------------------------------------------
 
@@ -375,7 +376,7 @@ class BoardApp:
         sender = self.session.sender
         delivered = sender.in_flight == 0 and sender.queued == 0
         if delivered or ticks_diff(now, self._action_at) >= ACTION_WAIT_MS:
-            self.enter_safe("%s requested by the host" % self._pending_action, now)
+            self.enter_safe("%s requested by the host" % self._pending_action, now, SAFE_ACTION)
             self.action = self._pending_action
             self._pending_action = None
 

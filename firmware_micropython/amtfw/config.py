@@ -134,10 +134,16 @@ class BoardConfig:
         self.item = {}  # channel -> input index
         self.flap_out = {}  # U_RETURN / U_DROPOFF -> output index
         self.strike = -1  # output index, -1 when there is no entrance
-        self.entrance_door = -1  # input index
         self.units = []  # unit numbers configured besides channels
-        for key in DEFAULTS:
-            setattr(self, key, DEFAULTS[key])
+        # the settings of DEFAULTS, named so that checkers see them; parse() sets them
+        self.debounce_ms = DEFAULTS["debounce_ms"]
+        self.pulse_max_ms = DEFAULTS["pulse_max_ms"]
+        self.pulse_gap_ms = DEFAULTS["pulse_gap_ms"]
+        self.max_energised = DEFAULTS["max_energised"]
+        self.strike_max_ms = DEFAULTS["strike_max_ms"]
+        self.pulse_queue = DEFAULTS["pulse_queue"]
+        self.link_timeout_ms = DEFAULTS["link_timeout_ms"]
+        self.repl_window_ms = DEFAULTS["repl_window_ms"]
 
     def output_index(self, unit, channel):
         """The solenoid or flap output of a unit/channel, or -1."""
@@ -205,7 +211,7 @@ class _Builder:
         self.n_expanders = n_expanders
         self.used = {}  # pin -> where
 
-    def signal(self, d, name, role, is_output, required, unit, channel, where):
+    def signal(self, d, name, role, is_output, required, unit, channel, where, invert):
         value = d.get(name)
         if value is None:
             if required:
@@ -218,9 +224,6 @@ class _Builder:
                 "%s: pin %r is already used by %s" % (at, value, self.used[pin]), value
             )
         self.used[pin] = at
-        invert = d.get("invert", [])
-        if not isinstance(invert, list) or any(not isinstance(s, str) for s in invert):
-            raise ConfigError("%s.invert must be a list of signal names" % where, invert)
         entry = (pin, name in invert, role, unit, channel)
         table = self.cfg.outputs if is_output else self.cfg.inputs
         table.append(entry)
@@ -239,7 +242,9 @@ class _Builder:
                 )
         out = {}
         for name, role, is_output, required in signals:
-            out[name] = self.signal(d, name, role, is_output, required, unit, channel, where)
+            out[name] = self.signal(
+                d, name, role, is_output, required, unit, channel, where, invert
+            )
         return out
 
 
@@ -262,7 +267,7 @@ def parse(raw):
     if not isinstance(board_id, str) or not 0 < len(board_id) <= 32:
         raise ConfigError("board_id: %r must be text of 1 to 32 characters" % board_id, board_id)
     cfg.board_id = board_id
-    cfg.address = _int(d, "address", "", 0, 255, 0)
+    cfg.address = _int(d, "address", "", LIMITS["address"][0], LIMITS["address"][1], 0)
     for key in DEFAULTS:
         lo, hi = LIMITS[key]
         setattr(cfg, key, _int(d, key, "", lo, hi, DEFAULTS[key]))
@@ -310,7 +315,6 @@ def parse(raw):
             cfg.flap_out[unit] = sig["solenoid"]
         elif unit == U_ENTRANCE:
             cfg.strike = sig["strike"]
-            cfg.entrance_door = sig["door"]
     return cfg
 
 

@@ -10,7 +10,7 @@ from amtfw.config import U_BOARD, UNIT_NAMES
 from protocol.compat import const
 
 RING_EVENTS = const(64)  # events kept besides the slot reserved for the overflow report
-_SLOTS = const(65)
+_SLOTS = const(RING_EVENTS + 1)
 EVENT_ID = const(0x60)
 
 # Event kinds; the names are what the host sees.

@@ -7,7 +7,7 @@ queue, first come first served. ``levels`` holds the wanted logical level of eve
 output for the hardware layer. Nothing here reads a clock: every call gets ``now``.
 """
 
-from amtfw.config import OUT_FLAP, OUT_LED, OUT_SOLENOID, PULSE_CAP_MS
+from amtfw.config import PULSE_CAP_MS
 from protocol.compat import const, ticks_diff
 
 # request_pulse results
@@ -32,14 +32,10 @@ class Actuators:
         self.gap_ms = cfg.pulse_gap_ms
         self.max_energised = cfg.max_energised
         self.strike_max_ms = cfg.strike_max_ms
-        self._solenoid = bytearray(n)  # 1 for outputs that count as solenoids
-        for i in range(n):
-            role = cfg.outputs[i][2]
-            self._solenoid[i] = 1 if role in (OUT_SOLENOID, OUT_FLAP) else 0
         self._started = [0] * n  # when the current pulse began
         self._length = [0] * n  # ms granted to the current pulse, 0 when off
         self._ended = [0] * n  # when the last pulse ended
-        self._rested = bytearray(n)  # 1 when no pulse ended within the gap (or never)
+        self._rested = bytearray(n)  # 1 once the gap after the last pulse has passed
         for i in range(n):
             self._rested[i] = 1
         cap = cfg.pulse_queue
@@ -60,8 +56,8 @@ class Actuators:
         """Start or queue a pulse of out for ms (capped); STARTED, QUEUED, BUSY or FULL."""
         if self._length[out] or self._is_queued(out):
             return BUSY
-        ms = min(ms, self.pulse_max_ms)
-        if self._can_start(out, now):
+        ms = self.granted(ms)
+        if self._can_start(out):
             self._start(out, ms, now)
             return STARTED
         if self._queued >= len(self._queue):
@@ -81,10 +77,8 @@ class Actuators:
                 return True
         return False
 
-    def _can_start(self, out, now):
-        if self.energised >= self.max_energised:
-            return False
-        return bool(self._rested[out]) or ticks_diff(now, self._ended[out]) >= self.gap_ms
+    def _can_start(self, out):
+        return self.energised < self.max_energised and bool(self._rested[out])
 
     def _start(self, out, ms, now):
         self._started[out] = now
@@ -94,16 +88,23 @@ class Actuators:
         self.pulses += 1
 
     def step(self, now, on_pulse_done):
-        """End pulses whose time is up, start waiting ones, blink LEDs; calls
-        on_pulse_done(out, ms_on, now) for each pulse that ended."""
+        """End pulses whose time is up, end rests after the gap, start waiting pulses,
+        blink LEDs; calls on_pulse_done(out, ms_on, now) for each pulse that ended.
+
+        A rest ends here, pass by pass, rather than by comparing with the end of the last
+        pulse when a request comes: that comparison breaks once the clock has wrapped."""
         length = self._length
+        rested = self._rested
         for out in range(len(length)):
-            if length[out] and ticks_diff(now, self._started[out]) >= length[out]:
-                self._stop(out, now, on_pulse_done)
+            if length[out]:
+                if ticks_diff(now, self._started[out]) >= length[out]:
+                    self._stop(out, now, on_pulse_done)
+            elif not rested[out] and ticks_diff(now, self._ended[out]) >= self.gap_ms:
+                rested[out] = 1
         i = 0
         while i < self._queued:
             out = self._queue[i]
-            if self._can_start(out, now):
+            if self._can_start(out):
                 self._start(out, self._queue_ms[i], now)
                 self._dequeue(i)
             else:
@@ -181,16 +182,8 @@ class Actuators:
             self._dequeue(0)
             on_cancelled(out, now)
         held = self.release_strike(now)
-        for out in range(len(self._led)):
-            if self._led[out] != LED_OFF:
-                self._led[out] = LED_OFF
-                self.levels[out] = 0
         self._has_blink = False
         for out in range(len(self.levels)):
+            self._led[out] = LED_OFF
             self.levels[out] = 0
         return held
-
-
-def is_led(cfg, out):
-    """True when output out is an indicator LED."""
-    return cfg.outputs[out][2] == OUT_LED

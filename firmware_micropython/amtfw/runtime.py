@@ -91,8 +91,11 @@ class Runtime:
         self.cfg = cfg
 
         # 2. outputs off, before anything else
-        expanders = hardware.build_expanders(cfg, machine)
-        self.outputs = hardware.Outputs(cfg, machine, expanders)
+        try:
+            expanders = hardware.build_expanders(cfg, machine)
+            self.outputs = hardware.Outputs(cfg, machine, expanders)
+        except (ValueError, OSError) as exc:  # a pin this port does not have
+            expanders = self._unconfigured("outputs", exc, errors)
         try:
             self._boot(machine, port, now, raw, expanders, errors, seed, app_class)
         except BaseException:
@@ -116,7 +119,13 @@ class Runtime:
                 )
 
         # 4. inputs
-        self.inputs = hardware.Inputs(cfg, machine, expanders)
+        try:
+            self.inputs = hardware.Inputs(cfg, machine, expanders)
+        except (ValueError, OSError) as exc:
+            self.outputs.all_off()
+            expanders = self._unconfigured("inputs", exc, errors)
+            cfg = self.cfg
+            self.inputs = hardware.Inputs(cfg, machine, expanders)
         errors.extend(self.inputs.errors)
 
         # 5. key: missing = unprovisioned
@@ -159,9 +168,18 @@ class Runtime:
 
         # 9. REPL window, then port + watchdog
         self.boot_ms = now if now is not None else platform.ticks_ms()
-        self.window_ms = getattr(cfg, "repl_window_ms", config.DEFAULTS["repl_window_ms"])
+        self.window_ms = cfg.repl_window_ms
         if self.window_ms <= 0:
             self._link()
+
+    def _unconfigured(self, what, exc, errors):
+        """A config whose pins the hardware refuses: run as if there were no config (no
+        outputs, no inputs), and say why at the handshake instead of crashing at every
+        boot. Returns the (empty) expander list."""
+        errors.append("%s: %s; the board runs without a config" % (what, exc))
+        self.cfg = config.empty()
+        self.outputs = hardware.Outputs(self.cfg, self.machine, [])
+        return []
 
     def _link(self):
         """End of the REPL window: keyboard interrupt off, port read, watchdog on."""

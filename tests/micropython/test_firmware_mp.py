@@ -8,6 +8,7 @@ import json
 
 from amtfw import config as C
 from amtfw.events import RING_EVENTS
+from amtfw.outputs import STARTED, Actuators
 from fwrig import (
     DIAGNOSTICS,
     INPUTS,
@@ -20,6 +21,7 @@ from fwrig import (
     Rig,
     board_config,
 )
+from protocol.compat import TICKS_PERIOD
 from protocol.messages import AUTH_REQUIRED, BUSY, NOT_CONFIGURED, OK, SAFE_STATE
 
 
@@ -171,6 +173,7 @@ def test_host_silence_turns_everything_off_and_refuses_until_a_new_session():
     assert "host silent" in rig.host.peer["safe_reason"]
     rig.run(200)
     assert rig.kinds("board")[-1] == "safe_state"
+    assert [e[5] for e in rig.events if e[2] == "safe_state"] == [1]  # 1: host silent
     assert rig.kinds("channel", 3) == ["pulse_cancelled"]
     (cut,) = [e for e in rig.events if e[2] == "pulse_done" and e[4] == 2]
     assert 0 < cut[5] < 1000
@@ -296,12 +299,34 @@ def test_duplicate_pulse_after_reconnect_acts_once():
 def test_reset_and_repl_are_acted_on_after_the_reply():
     rig = _ready()
     assert rig.request([RESET])[2] == OK
+    assert rig.app.action is None  # not before the host has acknowledged the reply
     rig.run(100)
     assert rig.app.action == "reset"
     rig = _ready()
+    rig.request([PULSE, 1, 300])
     assert rig.request([MAINTENANCE, "repl"])[2] == OK
+    assert rig.app.action is None
     rig.run(100)
     assert rig.app.action == "repl" and not any(rig.app.outputs)
+    assert [e[5] for e in rig.events if e[2] == "safe_state"] == [2]  # 2: host asked
+
+
+def test_a_rest_after_a_pulse_survives_the_clock_wrapping():
+    cfg = C.parse(json.dumps(board_config(pulse_gap_ms=500)).encode())
+    act = Actuators(cfg)
+    out = cfg.solenoid[1]
+    done = []
+
+    def on_done(o, ms, now):
+        done.append(ms)
+
+    assert act.request_pulse(out, 100, 0) == STARTED
+    for t in range(0, 1000, 10):
+        act.step(t, on_done)
+    assert done == [100]
+    later = TICKS_PERIOD // 2 + 1000  # half the clock's period later: ticks_diff turns negative
+    act.step(later, on_done)
+    assert act.request_pulse(out, 100, later) == STARTED
 
 
 def test_replayed_frames_never_move_an_output_again():
@@ -353,6 +378,6 @@ def test_a_host_with_the_wrong_key_gets_no_session():
 
 def test_safe_state_refusal_is_reported_if_a_request_slips_in():
     rig = _ready()
-    rig.app.enter_safe("test", rig.now)
+    rig.app.enter_safe("test", rig.now, 1)
     reply = rig.request([PULSE, 1, 100])
     assert reply[2] == SAFE_STATE and "safe state" in reply[3]

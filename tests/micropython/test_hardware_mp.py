@@ -380,6 +380,19 @@ def test_without_a_valid_config_pins_stay_inputs():
     assert "missing" in rt.info["config_error"] and rt.info["config_hash"] == "none"
 
 
+def test_a_pin_the_port_does_not_have_gives_a_config_error_not_a_crash():
+    for field in ("solenoid", "door"):  # an output, then an input
+        fresh_machine()
+        channels = [{"channel": 1, "solenoid": 2, "door": 3}]
+        channels[0][field] = 40  # valid in the config (ESP32 has it), not on an RP2040
+        rt = boot(provisioned_root(raw=board(channels=channels)))
+        assert "invalid pin" in rt.info["config_error"], rt.info["config_error"]
+        assert "without a config" in rt.info["config_error"]
+        assert len(rt.cfg.outputs) == 0 and len(StubApp.last.outputs) == 0
+        assert len(StubApp.last.inputs) == 0
+        assert machine.sim_output_level(2) == 0
+
+
 # -- recovery and the REPL ----------------------------------------------------------------------
 
 

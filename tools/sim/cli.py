@@ -12,8 +12,8 @@ from pathlib import Path
 
 from controller.boardconfig import Terminal, load
 from controller.errors import ConfigError
+from protocol.crypto import KEY_LEN
 
-KEY_LEN = 32
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo-terminal.toml"
 
 

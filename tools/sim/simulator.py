@@ -20,7 +20,6 @@ from tools.sim.noise import LineNoise
 from tools.sim.vmboard import VMBoard
 from tools.sim.world import BoardWorld, C, Edge, Pin, WorldError
 
-TICKS_MASK = (1 << 30) - 1  # the firmware's clock wraps like time.ticks_ms
 RUNNING = "running"
 OFF = "off"
 REPL = "repl"
@@ -43,7 +42,7 @@ class SimBoard:
     vm: VMBoard | None = None
     state: str = OFF
     boots: list[tuple[int, str]] = field(default_factory=list)  # (sim ms, reset cause)
-    host_rx: bytearray = field(default_factory=bytearray)
+    host_rx: bytearray = field(default_factory=bytearray)  # for read(), when not serving
     sent_levels: dict[Pin, int] = field(default_factory=dict)
 
     @property
@@ -124,7 +123,7 @@ class Simulator:
                 reset_cause=cause,
                 heap_bytes=self._heap_bytes,
                 seed=self.seed * 1000 + list(self.boards).index(board.board_id),
-                now_ms=self.now & TICKS_MASK,
+                now_ms=self.now,
             )
         elif vm.state == "off":
             vm.power_on(cause)
@@ -185,8 +184,8 @@ class Simulator:
             levels = board.world.pin_levels()
             changed = {p: v for p, v in levels.items() if board.sent_levels.get(p) != v}
             board.sent_levels = levels
-            result = vm.tick(now & TICKS_MASK, rx, changed)
-            board.world.apply_edges([(now, pin, level) for _, pin, level in result.edges])
+            result = vm.tick(now, rx, changed)  # VMBoard wraps the board's clock itself
+            board.world.apply_edges(result.edges)
             if result.tx:
                 board.to_host.push(result.tx, now)
             if result.action in ("reset", "crash"):
@@ -197,9 +196,10 @@ class Simulator:
                 self._power_on(board, "watchdog")
         out = board.to_host.pull(now)
         if out:
-            board.host_rx += out
             if board.endpoint is not None:
                 board.endpoint.write(out)
+            else:
+                board.host_rx += out
 
     # ----- hosts in this process ----------------------------------------------------
 
@@ -208,7 +208,7 @@ class Simulator:
         self._board(board_id).to_board.push(data, self.now)
 
     def read(self, board_id: str) -> bytes:
-        """Bytes the board sent since the last read."""
+        """Bytes the board sent since the last read (simulators without ``serve``)."""
         board = self._board(board_id)
         out = bytes(board.host_rx)
         board.host_rx.clear()

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Final
 
+from protocol.compat import TICKS_PERIOD
+from protocol.crypto import KEY_LEN
 from tools.closeable import Closeable
 from tools.mpvm import (
     DEFAULT_TIMEOUT,
@@ -40,10 +42,9 @@ Edge = tuple[int, Pin, int]
 """(simulated ms, pin, physical level) of an output change."""
 
 MARK: Final = "@@SIMBOARD@@"  # simboard.MARK: starts the JSON line of every reply
-TICKS_MASK: Final = (1 << 30) - 1
+TICKS_MASK: Final = TICKS_PERIOD - 1
 CONFIG_PATH: Final = "/amtomat.json"
 KEY_PATH: Final = "/amtomat.key"
-KEY_LEN: Final = 32
 RESET_CAUSES: Final = ("power", "watchdog", "hard", "soft", "deepsleep")
 DEFAULT_BOARD_HEAP: Final = 1024 * 1024
 """MicroPython heap of a simulated board. A Pico has about 190 KB free; the VM also

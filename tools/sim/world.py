@@ -11,6 +11,7 @@ door, put in or take out an item, deposit a document, swipe a card) and injected
 from __future__ import annotations
 
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ DEPOSIT_MS = 150  # the deposit light barrier is interrupted this long
 FLAP_CLOSE_MS = 600  # the flap springs shut this long after a deposit
 GRANT_MS = 300  # the card reader's grant contact
 EXIT_MS = 200  # a press of the exit button
+MAX_EDGES = 100_000  # output edges kept per board (a blinking LED makes 170,000 a day)
 
 _SLOT_UNITS = {"return": C.U_RETURN, "dropoff": C.U_DROPOFF}
 
@@ -102,7 +104,7 @@ class BoardWorld:
         self.service_open = False
         self.stuck: dict[int, int] = {}  # input index -> logical level
         self.bounces: dict[int, list[tuple[int, int]]] = {}  # index -> [(until, level)]
-        self.edges: list[Edge] = []
+        self.edges: deque[Edge] = deque(maxlen=MAX_EDGES)  # the newest, for reading back
         self.now = 0
 
     # ----- names --------------------------------------------------------------------
@@ -143,7 +145,8 @@ class BoardWorld:
     # ----- the board's side ---------------------------------------------------------
 
     def reset_outputs(self, now: int) -> None:
-        """Power is off: every output is off (no edges are recorded for a dead board)."""
+        """Power is off: every driver rests off (pull-downs, or pull-ups on inverted
+        drivers), whatever level the dead pins read; no edges are recorded for that."""
         self.now = now
         for i in range(len(self.out_levels)):
             self._set_output(i, 0, now, record=False)

@@ -24,6 +24,7 @@ TYPE_CHECKING = False  # mypy treats this name as true; MicroPython has no typin
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+MAX_GPIO = 29  # the RP2040's GPIOs are 0..29
 PWRON_RESET = 1
 HARD_RESET = 2
 WDT_RESET = 3
@@ -62,7 +63,8 @@ class _Sim:
     def __init__(self) -> None:
         self.now = 0
         self.edges: list[tuple[int, int | str, int]] = []
-        self.trace: list[tuple[str, int | str, object]] = []
+        # Off unless a test sets a list: a simulator runs for days.
+        self.trace: list[tuple[str, int | str, object]] | None = None
         self.mode: dict[int, int] = {}  # pin -> mode (absent: input, never configured)
         self.pull: dict[int, int] = {}
         self.drive: dict[int, int] = {}  # pin -> level it drives (or would drive) as output
@@ -104,7 +106,8 @@ def sim_set_reset_cause(cause: int) -> None:
 
 def _record(pin: int | str, level: int) -> None:
     sim.edges.append((sim.now, pin, level))
-    sim.trace.append(("edge", pin, level))
+    if sim.trace is not None:
+        sim.trace.append(("edge", pin, level))
 
 
 def _is_output(pin: int) -> bool:
@@ -241,6 +244,8 @@ class Pin:
     def __init__(
         self, id: int, mode: int = -1, pull: int = -1, *, value: int | None = None
     ) -> None:
+        if isinstance(id, int) and not 0 <= id <= MAX_GPIO:
+            raise ValueError("invalid pin")  # as rp2 says for a GPIO it does not have
         self.id = id
         self.init(mode, pull, value=value)
 
@@ -502,12 +507,14 @@ class UART:
     def write(self, buf: bytes | bytearray | memoryview) -> int:
         data = bytes(buf)
         self.sent.extend(data)
-        sim.trace.append(("uart_write", self.id, data))
+        if sim.trace is not None:
+            sim.trace.append(("uart_write", self.id, data))
         return len(data)
 
     def flush(self) -> None:
         self.flushes += 1
-        sim.trace.append(("uart_flush", self.id, None))
+        if sim.trace is not None:
+            sim.trace.append(("uart_flush", self.id, None))
 
     def txdone(self) -> bool:
         return True

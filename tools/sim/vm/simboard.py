@@ -46,7 +46,6 @@ class BufferPort:
 
     def __init__(self) -> None:
         self._rx = bytearray()
-        self._pos = 0
         self.tx = bytearray()
         self.started = False
         self.released = False
@@ -62,15 +61,10 @@ class BufferPort:
         self._rx.extend(data)
 
     def readinto(self, buf: bytearray) -> int:
-        n = min(len(buf), len(self._rx) - self._pos)
-        src = self._rx
-        pos = self._pos
-        for i in range(n):
-            buf[i] = src[pos + i]
-        self._pos = pos + n
-        if n and self._pos >= len(src):
-            self._rx = bytearray()
-            self._pos = 0
+        n = min(len(buf), len(self._rx))
+        if n:
+            buf[:n] = self._rx[:n]
+            self._rx = self._rx[n:]  # MicroPython's bytearray has no slice deletion
         return n
 
     def write(self, data: "bytes | bytearray | memoryview") -> None:
@@ -170,7 +164,7 @@ class Board:
         if self.state != RUNNING:
             return  # in the REPL (bytes go to it) or reset
         if rx:
-            if self.usb and self.ctrl_c and not self.rt.linked and 3 in rx:
+            if self.usb and self.ctrl_c and not self.port.started and 3 in rx:
                 # USB with the keyboard interrupt still on: 0x03 raises KeyboardInterrupt
                 self._to_repl(KeyboardInterrupt(), "interrupt")
                 return
