@@ -18,13 +18,23 @@ import json
 import re
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Final, Literal
 
 from controller.errors import ConfigError, ControllerError
+from controller.tomlcheck import (
+    _array_of_tables,
+    _int,
+    _int_or,
+    _join,
+    _req_int,
+    _show,
+    _table,
+    _text,
+)
 
 Pin = int | str
 """A board pin: a GPIO number, or ``"mcp<N>:<A|B><0-7>"`` on the board's expander N."""
@@ -71,7 +81,6 @@ BOARD_ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # the firmware take
 SITE_MAX_LEN: Final = 200
 _MCP_RE: Final = re.compile(r"mcp(0|[1-9][0-9]?):([AB])([0-7])")
 _PORT_URL_RE: Final = re.compile(r"socket://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
-_BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_AT_RE: Final = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 # Ranges the firmware checks inline in amtfw.config (not in its LIMITS table); the tests
@@ -267,7 +276,7 @@ class Terminal:
     kiosk_id: str
     site: str
     boards: tuple[BoardSpec, ...]
-    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
     def board(self, board_id: str) -> BoardSpec:
         """The board with this id; KeyError if there is none."""
@@ -352,122 +361,6 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
             "use integers of at most 19 digits and nest arrays and tables only a few levels",
             source=source,
         ) from exc
-
-
-def _show(value: object, limit: int = 60) -> str:
-    """A short TOML-like rendering of a value for error messages."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-    elif isinstance(value, dict):
-        text = "{" + ", ".join(f"{_key(k)} = {_show(v, limit)}" for k, v in value.items()) + "}"
-    elif isinstance(value, list):
-        text = "[" + ", ".join(_show(v, limit) for v in value) + "]"
-    elif value is None:
-        text = "nothing"
-    elif hasattr(value, "isoformat"):
-        text = str(value.isoformat())
-    else:
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _key(name: str) -> str:
-    return name if _BARE_KEY_RE.fullmatch(name) else json.dumps(name, ensure_ascii=False)
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{_key(name)}" if where else _key(name)
-
-
-def _table(value: object, where: str, header: str, allowed: Sequence[str]) -> dict[str, Any]:
-    """``value`` as a table with only ``allowed`` keys."""
-    if not isinstance(value, dict):
-        raise ConfigError(
-            where, value, f"{_show(value)} is not a table", f"write it as a {header} table"
-        )
-    for name in value:
-        if name not in allowed:
-            raise ConfigError(
-                _join(where, name),
-                name,
-                "unknown key",
-                f"remove it or use one of: {', '.join(allowed)}",
-            )
-    return value
-
-
-def _array_of_tables(value: object, where: str, header: str, most: int) -> list[Any]:
-    if not isinstance(value, list):
-        raise ConfigError(
-            where,
-            value,
-            f"{_show(value)} is not an array of tables",
-            f"write each entry as its own {header} table",
-        )
-    if len(value) > most:
-        raise ConfigError(
-            where, len(value), f"{len(value)} entries are too many", f"use at most {most}"
-        )
-    return value
-
-
-def _int(
-    t: Mapping[str, Any],
-    name: str,
-    where: str,
-    bounds: tuple[int, int],
-    default: int | None = None,
-    required: bool = False,
-) -> int | None:
-    """An integer within ``bounds`` (inclusive), or ``default`` when absent."""
-    key = _join(where, name)
-    lo, hi = bounds
-    dflt = f" (default {default})" if default is not None else ""
-    if name not in t:
-        if required:
-            raise ConfigError(
-                key, None, "is missing", f"add {name} = <a whole number from {lo} to {hi}>"
-            )
-        return default
-    value = t[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            key,
-            value,
-            f"{_show(value)} is not a whole number",
-            f"write a whole number from {lo} to {hi} without quotes{dflt}",
-        )
-    if not lo <= value <= hi:
-        raise ConfigError(
-            key, value, f"{value} is out of range", f"use a whole number from {lo} to {hi}{dflt}"
-        )
-    return value
-
-
-def _req_int(t: Mapping[str, Any], name: str, where: str, bounds: tuple[int, int]) -> int:
-    value = _int(t, name, where, bounds, required=True)
-    assert value is not None
-    return value
-
-
-def _int_or(t: Mapping[str, Any], name: str, where: str, bounds: tuple[int, int], d: int) -> int:
-    value = _int(t, name, where, bounds, default=d)
-    assert value is not None
-    return value
-
-
-def _text(t: Mapping[str, Any], name: str, where: str) -> str:
-    key = _join(where, name)
-    if name not in t:
-        raise ConfigError(key, None, "is missing", f'add {name} = "..."')
-    value = t[name]
-    if not isinstance(value, str):
-        raise ConfigError(
-            key, value, f"{_show(value)} is not text", f'write it in double quotes: {name} = "..."'
-        )
-    return value
 
 
 def _terminal(doc: dict[str, Any]) -> Terminal:

@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     from tools.sim.cli import add_parser as add_sim
 
     add_sim(sub, common)
+    from tools.daemoncli import add_parsers as add_daemon
+    from tools.demo import add_parser as add_demo
+    from tools.hashsecret import add_parser as add_hash_secret
+
+    add_daemon(sub, common)
+    add_demo(sub, common)
+    add_hash_secret(sub, common)
     p = sub.add_parser("version", parents=[common], help="print versions")
     p.set_defaults(func=_version)
     return parser

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
 import sys
 import tempfile
@@ -12,39 +11,15 @@ from pathlib import Path
 
 from controller.boardconfig import Terminal, load
 from controller.errors import ConfigError
-from protocol.crypto import KEY_LEN
+from controller.keystore import KeystoreError, ensure_key
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo-terminal.toml"
-
-
-class KeystoreError(ValueError):
-    """A key file is unreadable, has the wrong size or too open permissions."""
 
 
 def board_keys(terminal: Terminal, keystore: Path) -> dict[str, bytes | None]:
     """The key of every board from keystore/<board_id>.key (32 raw bytes, mode 0600),
     generated for a board that has none. Keys are never printed or logged."""
-    keystore.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keys: dict[str, bytes | None] = {}
-    for board in terminal.boards:
-        path = keystore / f"{board.board_id}.key"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(KEY_LEN))
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise KeystoreError(
-                f"{path}: permissions {mode:o} let others read the key; run chmod 600 {path}"
-            )
-        data = path.read_bytes()
-        if len(data) != KEY_LEN:
-            raise KeystoreError(
-                f"{path}: a key has {KEY_LEN} bytes, this file has {len(data)}; delete it to"
-                " generate a new one (the board must then be re-provisioned)"
-            )
-        keys[board.board_id] = data
-    return keys
+    return {b.board_id: ensure_key(keystore / f"{b.board_id}.key") for b in terminal.boards}
 
 
 def add_parser(
