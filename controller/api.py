@@ -77,6 +77,12 @@ class Result:
         return self.status == Status.OK
 
 
+def shown(value: object, limit: int = 40) -> str:
+    """A value for a reason text: its repr, cut to limit characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def ok(**data: Any) -> Result:
     """An OK result carrying data."""
     return Result(Status.OK, None, data or None)

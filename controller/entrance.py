@@ -11,7 +11,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING
 
-from controller.api import Result, Status, fail, ok
+from controller.api import Result, Status, fail, ok, shown
 from controller.boardlink import RequestOutcome
 from controller.compartments import Door
 from controller.errors import ControllerError
@@ -54,7 +54,7 @@ class Entrance:
         try:
             new = EntranceMode(mode)
         except ValueError:
-            return fail(Status.BAD_REQUEST, f"mode {mode!r} is not normal or lockdown")
+            return fail(Status.BAD_REQUEST, f"mode {shown(mode)} is not normal or lockdown")
         with self.ctl.store.tx():
             self.ctl.store.set_meta("entrance_mode", new.value)
             self.ctl.store.audit(

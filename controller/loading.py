@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from controller.api import Result, Status, fail, ok
+from controller.api import Result, Status, fail, ok, shown
 from controller.compartments import Compartment, CState, Door
 from controller.operations import DoorCycle, Operation, Outcomes
 from controller.pickup import check_reference
@@ -43,15 +43,31 @@ def start_load(ctl: TerminalController, args: Mapping[str, Any], origin: str) ->
         return fail(Status.BAD_REQUEST, "reference must be 1 to 40 printable characters")
     size, label = args.get("size"), args.get("compartment")
     sizes = ctl.config.daemon.sizes
-    if size is not None and size not in sizes:
-        return fail(Status.BAD_REQUEST, f"size {size!r} is not one of {', '.join(sizes)}")
+    if isinstance(size, str) and size not in sizes:
+        return fail(Status.BAD_REQUEST, f"size {shown(size)} is not one of {', '.join(sizes)}")
     expires_days = args.get("expires_days")
     if expires_days is None:
         expires_days = ctl.config.daemon.expiry_days
-    if not isinstance(expires_days, int) or not 1 <= expires_days <= 365:
-        return fail(Status.OUT_OF_RANGE, f"expires_days {expires_days!r} is not 1..365")
+    if isinstance(expires_days, bool) or not isinstance(expires_days, int):
+        return fail(
+            Status.BAD_REQUEST, f"expires_days must be a whole number, got {shown(expires_days)}"
+        )
+    if not 1 <= expires_days <= 365:
+        return fail(Status.OUT_OF_RANGE, f"expires_days {expires_days} is not 1..365")
+    return_required = args.get("return_required")
+    if return_required is not None and not isinstance(return_required, bool):
+        return fail(
+            Status.BAD_REQUEST,
+            f"return_required must be true or false, got {shown(return_required)}",
+        )
+    if (size is not None and not isinstance(size, str)) or (
+        label is not None and not isinstance(label, str)
+    ):
+        return fail(Status.BAD_REQUEST, "size and compartment must be text")
     code_hash, code = args.get("code_hash"), None
     if code_hash is not None:
+        if not isinstance(code_hash, str):
+            return fail(Status.BAD_REQUEST, "code_hash must be text (scrypt$...)")
         try:
             parse_hash(code_hash)
         except Exception as exc:
@@ -66,7 +82,7 @@ def start_load(ctl: TerminalController, args: Mapping[str, Any], origin: str) ->
     if label is not None:
         c = ctl.wall.get(label)
         if c is None:
-            return fail(Status.NOT_FOUND, f"no compartment {label!r}")
+            return fail(Status.NOT_FOUND, f"no compartment {shown(label)}")
         if c.state != CState.EMPTY or c.busy_op is not None:
             return fail(Status.CONFLICT, f"compartment {label} is {c.state.value}, not empty")
         if size is not None and c.size != size:

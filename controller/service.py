@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from controller.api import Origin, Result, Status, fail, ok
+from controller.api import Origin, Result, Status, fail, ok, shown
 from controller.compartments import Compartment, CState, Door
 from controller.operations import DoorCycle, Operation, Outcomes, SlotWait
 from controller.secrets import verify_secret
@@ -110,7 +110,7 @@ def _compartment(ctl: TerminalController, args: Mapping[str, Any]) -> Compartmen
     label = args.get("compartment")
     c = ctl.wall.get(label) if isinstance(label, str) else None
     if c is None:
-        return fail(Status.NOT_FOUND, f"no compartment {label!r}")
+        return fail(Status.NOT_FOUND, f"no compartment {shown(label)}")
     if c.busy_op is not None:
         return fail(Status.CONFLICT, f"compartment {c.label} is busy with operation {c.busy_op}")
     return c

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from controller import service
 from controller.alarms import Alarms
-from controller.api import Listener, Origin, Result, Status, fail, ok
+from controller.api import Listener, Origin, Result, Status, fail, ok, shown
 from controller.attempts import AttemptLimiter
 from controller.boardlink import (
     BoardEvent,
@@ -431,7 +431,7 @@ class TerminalController:
         """Carry out a request (controller.api); never raises."""
         spec = _REQUESTS.get(request)
         if spec is None:
-            return fail(Status.UNKNOWN_MESSAGE, f"unknown request {request!r}")
+            return fail(Status.UNKNOWN_MESSAGE, f"unknown request {shown(request)}")
         needs_staff, remembered = spec
         if remembered and request_id is not None:
             seen = self.store.request_result(request_id, request)
