@@ -209,10 +209,16 @@ def test_document_not_taken_keeps_it_loaded(rig: TerminalRig) -> None:
     c = rig.ctl.wall.get("B01")
     assert c is not None
     rig.wait(lambda: c.state.value == "open")
+    rig.sim.advance(1100)
+    led = [e.on for e in rig.sim.output_edges("wall-b") if e.name == "channel 1 LED"]
+    assert led[:2] == [True, False]  # the compartment's LED blinks while offered
     rig.sim.door(c.board, c.channel, False)
     kiosk = rig.kiosk
     assert kiosk is not None
     rig.wait(lambda: kiosk.done(op) is not None)
+    rig.sim.advance(200)
+    led = [e.on for e in rig.sim.output_edges("wall-b") if e.name == "channel 1 LED"]
+    assert led[-1] is False  # and goes out when the door closed
     done = kiosk.done(op)
     assert done is not None and done["outcome"] == "not_taken"
     assert c.state.value == "loaded"
