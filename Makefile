@@ -41,7 +41,7 @@ mosquitto:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
 
 demo: setup
-	$(PY) -m protocol selftest
+	$(VENV)/bin/amtomat demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

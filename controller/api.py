@@ -153,7 +153,7 @@ NOTICES: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
         ("op", "uint", "operation id"),
         ("operation", "text", "pickup, load, dropoff, retrieve or service_open"),
         ("status", "uint", "0 when it succeeded, else a status code"),
-        ("outcome", "text", "completed, aborted, jammed, unknown, ..."),
+        ("outcome", "text", "completed, aborted, jammed, not_taken, refused or unknown"),
         ("reason", "text?", "human-readable reason when not completed"),
     ),
     "compartment": (

@@ -6,6 +6,9 @@ check the sections it keeps raw (``daemon``, ``compartments``, ``bridge``, ``gpi
 ``ConfigError`` naming the dotted key, the bad value and the fix; a file without any daemon
 section is valid. Relative paths are relative to the config file's folder. Durations stay
 in the unit the TOML key names (``deposit_s`` is seconds); the controller converts.
+Endpoints (``controller.endpoints``) and office hours (``controller.officehours``) are
+parsed in their own modules; ``Endpoint``, ``parse_endpoint`` and ``OfficeHours`` are
+importable from here too.
 """
 
 from __future__ import annotations
@@ -13,23 +16,21 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import functools
-import ipaddress
-import itertools
-import os
 import re
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast
 
 from controller import boardconfig
 from controller.boardconfig import CHANNEL_RANGE, LIMITS, PI_GPIO_RANGE, Terminal
-from controller.errors import ConfigError, ControllerError
+from controller.endpoints import Endpoint as Endpoint
+from controller.endpoints import parse_endpoint as parse_endpoint
+from controller.errors import ConfigError
+from controller.officehours import OFFICE_HOURS_KEYS as OFFICE_HOURS_KEYS
+from controller.officehours import OfficeHours as OfficeHours
+from controller.officehours import parse_office_hours
 from controller.tomlcheck import (
-    PATH_MAX_LEN,
     _array_of_tables,
     _bool,
     _choice,
@@ -49,7 +50,6 @@ from controller.tomlcheck import (
 
 T = TypeVar("T")
 LogLevel = Literal["debug", "info", "warning", "error"]
-EndpointKind = Literal["tcp", "unix", "serial", "pty"]
 GpioFactory = Literal["none", "mock", "lgpio", "rpigpio", "native"]
 EntranceMode = Literal["normal", "lockdown"]
 Role = Literal["staff", "admin"]
@@ -58,7 +58,6 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 GPIO_FACTORIES: Final = ("none", "mock", "lgpio", "rpigpio", "native")
 ENTRANCE_MODES: Final = ("normal", "lockdown")
 ROLES: Final = ("staff", "admin")
-DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PI: Final = "pi"
 """``daemon.entrance.board`` for an entrance wired to the Pi's own GPIO ([gpio.entrance])."""
 
@@ -101,22 +100,16 @@ COMPARTMENT_KEYS: Final = ("board", "channel", "size", "label")
 BRIDGE_KEYS: Final = ("listen", "key_file", "require_key")
 GPIO_KEYS: Final = ("factory", "status_led", "tamper", "tamper_active_high", "entrance")
 GPIO_ENTRANCE_KEYS: Final = ("strike", "grant", "door", "exit")
-OFFICE_HOURS_KEYS: Final = ("timezone", *DAYS, "holidays")
 STAFF_KEYS: Final = ("id", "name", "pin_hash", "role")
 
 DEFAULT_SIZES: Final = ("S", "L")
 DEFAULT_LISTEN: Final = "tcp://127.0.0.1:7010"
-DEFAULT_TIMEZONE: Final = "Europe/Berlin"
-SERIAL_BAUD_RANGE: Final = (1200, 4_000_000)
-DEFAULT_SERIAL_BAUD: Final = 115200
 MAX_COMPARTMENTS: Final = 4096
 MAX_LISTEN: Final = 16
 MAX_STAFF: Final = 1000
-MAX_HOLIDAYS: Final = 1000
 LABEL_MAX_LEN: Final = 16
 NAME_MAX_LEN: Final = 100
 
-UNIX_PATH_MAX: Final = 107  # bytes of sockaddr_un.sun_path, less the terminating NUL
 # The hash rules of controller.secrets.parse_hash, repeated so that a file that loads holds
 # only hashes a login can check (tests/test_config.py holds the two to agreement).
 SCRYPT_N_RANGE: Final = (2**10, 2**20)
@@ -130,11 +123,6 @@ PIN_HASH_MAX_LEN: Final = 400
 
 SIZE_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,8}")
 STAFF_ID_RE: Final = re.compile(r"[a-z0-9_-]{2,32}")
-_TCP_RE: Final = re.compile(r"tcp://(\[[^\[\]]*\]|[^:/\[\]]+):([0-9]{1,5})")
-_TIME_RE: Final = re.compile(r"([01][0-9]|2[0-4]):([0-5][0-9])")
-_DATE_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_ZONE_RE: Final = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
-_DIGITS_RE: Final = re.compile(r"[0-9]{1,8}")
 _COST_RE: Final = re.compile(r"[1-9][0-9]{0,7}")
 
 
@@ -214,27 +202,6 @@ class CompartmentSpec:
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """Where the kiosk bridge listens; ``url`` gives back the text form."""
-
-    kind: EndpointKind
-    host: str | None = None
-    port: int | None = None
-    path: Path | None = None
-    baud: int | None = None
-
-    @property
-    def url(self) -> str:
-        """The endpoint as text; ``parse_endpoint(e.url) == e``."""
-        if self.kind == "tcp":
-            host = f"[{self.host}]" if self.host and ":" in self.host else self.host
-            return f"tcp://{host}:{self.port}"
-        if self.kind == "serial":
-            return f"serial:{self.path}?baud={self.baud}"
-        return f"{self.kind}:{self.path}"
-
-
-@dataclass(frozen=True)
 class BridgeSettings:
     """``[bridge]``: kiosk endpoints and the pairing key."""
 
@@ -262,29 +229,6 @@ class GpioSettings:
     tamper: int | None = None
     tamper_active_high: bool = True
     entrance: GpioEntrance | None = None
-
-
-Period = tuple[int, int]
-"""Opening period in minutes since local midnight: start inclusive, end exclusive (<= 1440)."""
-
-
-@dataclass(frozen=True)
-class OfficeHours:
-    """``[office_hours]``: when the town hall is open; ``days[0]`` is Monday."""
-
-    timezone: str = DEFAULT_TIMEZONE
-    days: tuple[tuple[Period, ...], ...] = ((),) * 7
-    holidays: frozenset[date] = frozenset()
-
-    def is_open(self, utc: datetime) -> bool:
-        """Whether the town hall is open at this instant (an aware datetime)."""
-        if utc.tzinfo is None or utc.utcoffset() is None:
-            raise ControllerError("is_open needs a timezone-aware datetime", utc)
-        local = utc.astimezone(zoneinfo.ZoneInfo(self.timezone))
-        if local.date() in self.holidays:
-            return False
-        minute = local.hour * 60 + local.minute
-        return any(start <= minute < end for start, end in self.days[local.weekday()])
 
 
 @dataclass(frozen=True)
@@ -383,7 +327,7 @@ def _config(terminal: Terminal, source: Path, base: Path) -> Config:
         compartments=_compartments(extra, terminal, sizes),
         bridge=_bridge(_section(extra, "bridge", "", "[bridge]", BRIDGE_KEYS), base, keystore),
         gpio=gpio,
-        office_hours=_office_hours(
+        office_hours=parse_office_hours(
             _section(extra, "office_hours", "", "[office_hours]", OFFICE_HOURS_KEYS)
         ),
         staff=_staff(extra),
@@ -656,180 +600,6 @@ def _bridge(t: Mapping[str, Any], base: Path, keystore: Path) -> BridgeSettings:
     else:
         key_file = keystore / "_kiosk.key"
     return BridgeSettings(tuple(listen), key_file, _bool(t, "require_key", "bridge", True))
-
-
-def parse_endpoint(text: object, base_dir: Path | None = None, key: str = "endpoint") -> Endpoint:
-    """``tcp://HOST:PORT``, ``unix:PATH``, ``serial:PATH[?baud=N]`` or ``pty:PATH``.
-
-    A relative PATH is taken from ``base_dir`` when given. Errors are ConfigError on ``key``.
-    """
-    fix = (
-        "write tcp://HOST:PORT (a loopback or explicit address, e.g. tcp://127.0.0.1:7010), "
-        "unix:PATH, serial:PATH or serial:PATH?baud=N, or pty:PATH"
-    )
-    if not isinstance(text, str) or not text.isprintable() or any(c.isspace() for c in text):
-        raise ConfigError(key, text, f"{_show(text)} is not an endpoint", fix)
-    kind, _, rest = text.partition(":")
-    if kind == "tcp":
-        return _tcp(text, key, fix)
-    if kind not in ("unix", "serial", "pty"):
-        raise ConfigError(key, text, f"{_show(text)} is not an endpoint", fix)
-    baud = None
-    if kind == "serial":
-        rest, query, option = rest.partition("?")
-        if query:
-            name, _, number = option.partition("=")
-            if name != "baud" or not _DIGITS_RE.fullmatch(number):
-                raise ConfigError(key, text, f"{_show(text)} has an unknown option", fix)
-            baud = int(number)
-            if not SERIAL_BAUD_RANGE[0] <= baud <= SERIAL_BAUD_RANGE[1]:
-                lo, hi = SERIAL_BAUD_RANGE
-                raise ConfigError(key, baud, f"baud {baud} is out of range", f"use {lo}..{hi}")
-        else:
-            baud = DEFAULT_SERIAL_BAUD
-    if not rest or "?" in rest or len(rest) > PATH_MAX_LEN:
-        raise ConfigError(key, text, f"{_show(text)} has no valid path", fix)
-    path = Path(rest)
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    if kind == "unix" and len(os.fsencode(str(path))) > UNIX_PATH_MAX:
-        raise ConfigError(
-            key,
-            text,
-            f"the socket path {_show(str(path))} is longer than {UNIX_PATH_MAX} bytes",
-            "use a shorter path, e.g. unix:/run/amtomat/kiosk.sock",
-        )
-    return Endpoint(cast(EndpointKind, kind), path=path, baud=baud)
-
-
-def _tcp(text: str, key: str, fix: str) -> Endpoint:
-    m = _TCP_RE.fullmatch(text)
-    if m is None:
-        raise ConfigError(key, text, f"{_show(text)} is not an endpoint", fix)
-    host, port = m.group(1), int(m.group(2))
-    if host != "localhost":
-        bracketed = host.startswith("[")
-        try:
-            ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
-        except ValueError:
-            ip = None
-        if ip is None or bracketed != (ip.version == 6):
-            raise ConfigError(
-                key,
-                text,
-                f"{_show(host)} is not an IP address",
-                "write an IPv4 address, an IPv6 address in [brackets], or localhost",
-            )
-        if ip.is_unspecified or ip.is_multicast:
-            raise ConfigError(
-                key,
-                text,
-                f"{_show(host)} is not a single address",
-                "listen on 127.0.0.1 for a kiosk on this machine, or on the Pi's own address "
-                "in the kiosk network; never on every interface",
-            )
-        host = str(ip)
-    if not 1 <= port <= 65535:
-        raise ConfigError(key, text, f"port {port} is out of range", "use a port 1..65535")
-    return Endpoint("tcp", host=host, port=port)
-
-
-# -- office hours --------------------------------------------------------------------------
-
-
-@functools.cache
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def _office_hours(t: Mapping[str, Any]) -> OfficeHours:
-    zone = _text_or(t, "timezone", "office_hours", DEFAULT_TIMEZONE)
-    if not _ZONE_RE.fullmatch(zone) or zone not in _zones():
-        raise ConfigError(
-            "office_hours.timezone",
-            zone,
-            f"{_show(zone)} is not a time zone this system knows",
-            f'write an IANA name such as "{DEFAULT_TIMEZONE}" (the system needs tzdata)',
-        )
-    try:
-        zoneinfo.ZoneInfo(zone)
-    except (ValueError, KeyError, OSError) as exc:
-        raise ConfigError(
-            "office_hours.timezone",
-            zone,
-            f"{_show(zone)} cannot be loaded ({exc})",
-            "reinstall tzdata",
-        ) from exc
-    days = tuple(_day(t[d], f"office_hours.{d}") if d in t else () for d in DAYS)
-    return OfficeHours(zone, days, _holidays(t.get("holidays", [])))
-
-
-def _day(value: object, key: str) -> tuple[Period, ...]:
-    """``"08:00-12:00, 14:00-18:00"`` (or ``"closed"``) as sorted, disjoint periods."""
-    fix = 'write periods "HH:MM-HH:MM" separated by commas, e.g. "08:00-12:00, 14:00-18:00"'
-    if not isinstance(value, str):
-        raise ConfigError(key, value, f"{_show(value)} is not text", f"{fix}, in double quotes")
-    if value.strip() == "closed":
-        return ()
-    periods: list[Period] = []
-    for part in value.split(","):
-        first, dash, second = part.partition("-")
-        if not dash:
-            raise ConfigError(key, value, f"{_show(part.strip())} is not a period", fix)
-        start, end = _minute(first, key, value, fix), _minute(second, key, value, fix)
-        if start == 24 * 60 or end <= start:
-            raise ConfigError(
-                key,
-                value,
-                f"{_show(part.strip())} does not end after it starts",
-                "a period lies within one day (24:00 ends it); split one across midnight into "
-                '"HH:MM-24:00" and "00:00-HH:MM" of the next day',
-            )
-        periods.append((start, end))
-    periods.sort()
-    for (s1, e1), (s2, e2) in itertools.pairwise(periods):
-        if s2 < e1:
-            raise ConfigError(
-                key,
-                value,
-                f"{_clock(s1)}-{_clock(e1)} overlaps {_clock(s2)}-{_clock(e2)}",
-                "list each time once: join overlapping periods",
-            )
-    return tuple(periods)
-
-
-def _minute(text: str, key: str, value: str, fix: str) -> int:
-    m = _TIME_RE.fullmatch(text.strip())
-    if m is None or (m.group(1) == "24" and m.group(2) != "00"):
-        raise ConfigError(key, value, f"{_show(text.strip())} is not a time 00:00..24:00", fix)
-    return int(m.group(1)) * 60 + int(m.group(2))
-
-
-def _clock(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
-
-
-def _holidays(value: object) -> frozenset[date]:
-    key = "office_hours.holidays"
-    fix = 'write a list of dates such as ["2026-12-25", "2026-12-26"]'
-    if not isinstance(value, list) or len(value) > MAX_HOLIDAYS:
-        raise ConfigError(key, value, f"{_show(value)} is not a list of dates", fix)
-    out: set[date] = set()
-    for item in value:
-        day: date | None = None
-        if isinstance(item, date) and not isinstance(item, datetime):
-            day = item
-        elif isinstance(item, str) and _DATE_RE.fullmatch(item):
-            try:
-                day = date.fromisoformat(item)
-            except ValueError:
-                day = None
-        if day is None:
-            raise ConfigError(key, item, f"{_show(item)} is not a date", fix)
-        if day in out:
-            raise ConfigError(key, item, f"{_show(item)} is listed twice", "list it once")
-        out.add(day)
-    return frozenset(out)
 
 
 # -- staff ---------------------------------------------------------------------------------

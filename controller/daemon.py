@@ -21,14 +21,17 @@ from controller.boardport import BoardManager
 from controller.config import Config
 from controller.errors import ConfigError, ControllerError
 from controller.gpio import PiEntrancePins, PiGpio
-from controller.keystore import ensure_key, read_key
+from controller.keystore import KeystoreError, ensure_key, read_key
 from controller.store import Store
 from controller.systemd import Notifier
 from controller.terminal import TerminalController
 from controller.timers import Clock
+from host_bridge.errors import KioskError
 from host_bridge.server import BridgeServer
 
 log = logging.getLogger(__name__)
+
+EX_CONFIG = 78  # sysexits EX_CONFIG; deploy/amtomat.service does not restart on it
 
 VERSION = "0.1.0"
 
@@ -76,6 +79,7 @@ class Daemon:
         self.store = Store(cfg.daemon.database, utc=self.clock.utc)
         self.gpio = _gpio(cfg, loop, self._on_pi_input)
         self.ctl = TerminalController(cfg, self.store, self.clock, self.gpio)
+        self.ctl.subscribe(self._on_notice)
         by_port: dict[str, list[BoardLink]] = defaultdict(list)
         writers: dict[str, Callable[[bytes], None]] = {}
         for i, spec in enumerate(cfg.terminal.boards):
@@ -132,6 +136,10 @@ class Daemon:
             return  # ports closing at shutdown are not board faults
         self.ctl.on_link_state(link)
         self._show_status()
+
+    def _on_notice(self, name: str, fields: dict[str, Any]) -> None:
+        if name == "alarm" and not self.stopping.is_set():
+            self._show_status()
 
     def _on_pi_input(self, name: str, active: bool) -> None:
         assert self.ctl is not None
@@ -216,7 +224,11 @@ async def serve(config: Config, ready: Callable[[Daemon], object] | None = None)
         loop.add_signal_handler(sig, daemon.stopping.set)
     try:
         await daemon.start()
-    except ControllerError as exc:
+    except (ConfigError, KeystoreError) as exc:
+        log.error("cannot start: %s", exc)
+        await daemon.stop()
+        return EX_CONFIG  # systemd does not restart on it: a person must fix the file
+    except (ControllerError, KioskError, OSError) as exc:
         log.error("cannot start: %s", exc)
         await daemon.stop()
         return 2

@@ -35,8 +35,9 @@ def read_key(path: Path) -> bytes | None:
         raise KeystoreError(f"{path}: cannot read the key ({exc.strerror})", str(path)) from exc
     if len(data) != KEY_LEN:
         raise KeystoreError(
-            f"{path}: a key has {KEY_LEN} bytes, this file has {len(data)}; delete it to"
-            " generate a new one (the board or kiosk must then be paired again)",
+            f"{path}: a key has {KEY_LEN} raw bytes, this file has {len(data)}; restore it "
+            "from the backup, or write a new key and provision the board (amtomat flash) "
+            "or pair the kiosk again",
             len(data),
         )
     return data

@@ -113,7 +113,8 @@ def _wrong_code(ctl: TerminalController, reference: str, origin: str) -> Result:
         ctl.store.audit(origin, "pickup_wrong_code", "terminal", attempts_left=per_ref.remaining)
     until = per_ref.locked_until or terminal.locked_until
     if until is not None:
-        ctl.alarms.raise_("code_lockout", "terminal" if terminal.locked_until else "reference")
+        if terminal.locked_until is not None:  # one reference's lockout is a typo, not an alarm
+            ctl.alarms.raise_("code_lockout", "terminal", "too many wrong codes on the terminal")
         return fail(Status.LOCKED_OUT, _locked_reason(until, ctl.store.utc()))
     left = min(per_ref.remaining, terminal.remaining)
     return fail(
@@ -139,6 +140,7 @@ class Pickup(Operation):
         self.assignment = assignment
         self.return_required = return_required
         self.slot: SlotWait | None = None
+        self.returned = False
         self.cycle = DoorCycle(
             self, c, opened=self._opened, closed=self._closed, failed=self._failed, led=True
         )
@@ -153,6 +155,7 @@ class Pickup(Operation):
             self._open_compartment()
 
     def _deposited(self) -> None:
+        self.returned = True
         self.step_to("returned")
         with self.ctl.store.tx():
             self.ctl.store.audit(self.origin, "document_returned", self.c.label, op=self.op)
@@ -162,7 +165,7 @@ class Pickup(Operation):
     def _open_compartment(self) -> None:
         refusal = self.ctl.refuse_opening(self.c, pickup=True)
         if refusal is not None:
-            self.finish(Outcomes.REFUSED, refusal.status, refusal.reason)
+            self._failed(Outcomes.REFUSED, refusal.status, refusal.reason or "refused")
             return
         self.ctl.wall.set_state(self.c, CState.OPENING, self.origin, "pickup", op=self.op)
         self.step_to("opening")
@@ -191,6 +194,13 @@ class Pickup(Operation):
     def _failed(self, outcome: Outcomes, status: Status, reason: str) -> None:
         if self.c.state in (CState.OPENING,) and outcome == Outcomes.REFUSED:
             self.ctl.wall.set_state(self.c, CState.LOADED, "system", "pickup refused")
+        if self.returned and outcome != Outcomes.COMPLETED:
+            # the old document is in the slot, the new one is not out: staff must help
+            self.ctl.alarms.raise_(
+                "pickup_after_return_failed",
+                self.c.label,
+                f"old document returned, compartment not released: {reason}",
+            )
         self.finish(outcome, status, reason)
 
     def cancel_timers(self) -> None:

@@ -41,7 +41,8 @@ def staff_login(ctl: TerminalController, args: Mapping[str, Any], origin: Origin
         with ctl.store.tx():
             ctl.store.audit(origin.name, "staff_login_failed", staff_id[:32])
         if verdict.locked_until is not None:
-            ctl.alarms.raise_("staff_lockout", staff_id[:32], "too many wrong PINs")
+            if member is not None:  # guessed ids raise nothing: no alarm flood
+                ctl.alarms.raise_("staff_lockout", staff_id, "too many wrong PINs")
             return fail(Status.LOCKED_OUT, "too many wrong PINs: this staff id is locked out")
         return fail(Status.WRONG_CODE, f"staff id and PIN do not match ({verdict.remaining} left)")
     ctl.staff_attempts.success(staff_id)

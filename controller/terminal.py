@@ -33,7 +33,7 @@ from controller.entrance import Entrance
 from controller.errors import ControllerError
 from controller.loading import start_load
 from controller.operations import Operation
-from controller.pickup import start_pickup
+from controller.pickup import TERMINAL_KEY, start_pickup
 from controller.secrets import hash_secret
 from controller.store import Store
 from controller.timers import Clock, Timers
@@ -41,6 +41,9 @@ from controller.timers import Clock, Timers
 log = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_MS: Final = 60_000
+HEALTH_CHECK_MS: Final = 2_000
+STARTUP_GRACE_MS: Final = 20_000  # a board not ready this long after start raises board_offline
+REQUEST_MEMORY_S: Final = 30 * 86400  # request ids are remembered this long
 TRANSIENT: Final = frozenset(
     {CState.LOADING, CState.OPENING, CState.OPEN, CState.EMPTIED, CState.HELD_OPEN}
 )
@@ -74,6 +77,7 @@ class TerminalController:
         self.gpio = gpio
         self.timers = Timers()
         self.timers.now_ms = self.clock.now_ms()
+        self.started_ms = self.timers.now_ms
         self.links: dict[str, BoardLink] = {}
         self.listeners: list[Listener] = []
         self.operations: dict[int, Operation] = {}
@@ -99,6 +103,7 @@ class TerminalController:
         self.entrance = Entrance(self)
         self._recover()
         self._sweep_expiry()
+        self._check_health()
 
     # ----- start-up --------------------------------------------------------------------
 
@@ -145,8 +150,26 @@ class TerminalController:
     def _sweep_expiry(self) -> None:
         try:
             service.expire_due(self)
+            self.store.forget_requests(self.store.utc() - REQUEST_MEMORY_S)
         finally:
             self.timers.after(EXPIRY_SWEEP_MS, self._sweep_expiry, "expiry sweep")
+
+    def _check_health(self) -> None:
+        """Alarms for boards that never got ready, and lockouts that have ended."""
+        try:
+            started = self.timers.now_ms - self.started_ms >= STARTUP_GRACE_MS
+            for link in self.links.values():
+                if link.state in (LinkState.READY, LinkState.MISMATCH):
+                    continue
+                if link.failures > 0 or started:
+                    self.alarms.raise_("board_offline", link.board_id, link.last_error or None)
+            if self.terminal_attempts.locked_until(TERMINAL_KEY) is None:
+                self.alarms.clear("code_lockout", "terminal", why="lockout ended")
+            for name, subject in list(self.alarms.active):
+                if name == "staff_lockout" and self.staff_attempts.locked_until(subject) is None:
+                    self.alarms.clear(name, subject, why="lockout ended")
+        finally:
+            self.timers.after(HEALTH_CHECK_MS, self._check_health, "health check")
 
     # ----- notices ---------------------------------------------------------------------
 
@@ -378,7 +401,9 @@ class TerminalController:
         with self.store.tx():
             self.store.audit("system", f"board_{ev.kind}", ev.board_id, value=ev.value)
         if ev.kind == "overflow":
-            self.alarms.raise_("events_lost", ev.board_id, f"{ev.value} board events were lost")
+            log.warning("board %s lost %s events (its ring overflowed)", ev.board_id, ev.value)
+            with self.store.tx():
+                self.store.bump("board_events_lost", ev.value or 0)
 
     def on_pi_input(self, name: str, active: bool) -> None:
         """An input on the Pi's own GPIO: tamper, or the entrance when wired to the Pi."""

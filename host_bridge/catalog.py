@@ -51,7 +51,7 @@ IDENTITY_FIELDS: Final[tuple[Field, ...]] = (
 )
 
 REQUEST_MEANINGS: Final[dict[str, str]] = {
-    "state": "the terminal's state: entrance mode, boards, alarms, this connection's staff",
+    "state": "the terminal's state: entrance mode, boards, alarms",
     "compartments": "every compartment with its state and door",
     "staff_login": "log a staff member in on this connection",
     "staff_logout": "end this connection's staff login",
@@ -59,7 +59,7 @@ REQUEST_MEANINGS: Final[dict[str, str]] = {
     "pickup": "citizen: collect a document with its reference and code (long operation)",
     "dropoff": "citizen: open the drop-off slot (long operation)",
     "retrieval_list": "staff: the expired compartments to empty",
-    "retrieve": "staff: open an expired compartment to take its document back (long operation)",
+    "retrieve": "staff: take a document back out; ends its assignment (long operation)",
     "service_open": "staff: open a compartment for service (long operation)",
     "entrance_mode": "staff: set the entrance to normal or lockdown",
     "set_service": "staff: take a compartment out of service or put it back",

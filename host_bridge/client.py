@@ -72,7 +72,7 @@ def _endpoint(url: str) -> Endpoint:
             f"url must be tcp://HOST:PORT, unix:PATH or a device path, got {url!r}", url
         )
     if url.split(":", 1)[0] in ("tcp", "unix", "serial", "pty"):
-        endpoint = parse_endpoint(url)
+        endpoint = parse_endpoint(url, connect=True)
         return Endpoint("serial", path=endpoint.path) if endpoint.kind == "pty" else endpoint
     return Endpoint("serial", path=url)
 

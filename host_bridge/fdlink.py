@@ -25,8 +25,12 @@ log = logging.getLogger("amtomat.bridge")
 
 
 def make_raw(fd: int) -> None:
-    """Put a tty in raw 8-bit mode (cfmakeraw): no echo, no line editing, no CR/LF
-    translation, no XON/XOFF, no signal characters; every byte value passes unchanged."""
+    """Put a tty in raw 8-bit mode: every byte value passes unchanged in both directions.
+
+    Like cfmakeraw(3): no echo, no canonical line editing, no CR/LF translation on input
+    or output, no XON/XOFF flow control, no signal characters (0x03 is data), no parity,
+    no stripping of the 8th bit; a read returns as soon as one byte is there.
+    """
     iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
     iflag &= ~(
         termios.IGNBRK

@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import datetime
 import json
-import math
 import subprocess
 import sys
 import tomllib
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tomlwriter import drop_at, mutate, set_at, toml_dumps
 
 from controller import boardconfig as bc
 from controller.errors import ConfigError, ControllerError
@@ -31,52 +31,6 @@ FW = bc.firmware_config()
 FWConfigError: type[Exception] = FW.ConfigError
 
 Doc = dict[str, Any]
-
-
-# -- a small TOML writer (inline tables), enough for any value tomllib returns -------------
-
-
-def _toml_str(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_key(k: str) -> str:
-    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_str(k)
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, datetime.date | datetime.time):
-        return v.isoformat()
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(v)
-
-
-def toml_dumps(doc: Doc) -> str:
-    """TOML text for ``doc`` (top-level keys, everything below inline)."""
-    return "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in doc.items())
 
 
 # -- comparing a BoardSpec with what the firmware made of its JSON --------------------------
@@ -217,36 +171,6 @@ def base() -> Doc:
     }
 
 
-def _set(path: str, value: object) -> Callable[[Doc], None]:
-    """A mutation that sets a dotted path like ``boards.0.channels.1.door``."""
-
-    def apply(d: Doc) -> None:
-        *head, last = path.split(".")
-        node: Any = d
-        for part in head:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        if isinstance(node, list):
-            if int(last) == len(node):
-                node.append(value)
-            else:
-                node[int(last)] = value
-        else:
-            node[last] = value
-
-    return apply
-
-
-def _del(path: str) -> Callable[[Doc], None]:
-    def apply(d: Doc) -> None:
-        *head, last = path.split(".")
-        node: Any = d
-        for part in head:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        del node[int(last) if isinstance(node, list) else last]
-
-    return apply
-
-
 def _both(*fs: Callable[[Doc], None]) -> Callable[[Doc], None]:
     def apply(d: Doc) -> None:
         for f in fs:
@@ -259,121 +183,121 @@ RS485 = {"type": "rs485", "uart": 1, "tx": 4, "rx": 5, "de": 6}
 CH0 = "boards.0.channels.0"
 BAD: list[tuple[str, Callable[[Doc], None], str, str]] = [
     # (case, mutation, key, text in str())
-    ("unknown top key", _set("extras", {"x": 1}), "extras", "use one of: terminal, boards"),
-    ("unknown board key", _set("boards.0.colour", "red"), "boards[0].colour", "board_id"),
-    ("unknown channel key", _set(f"{CH0}.lamp", 4), "boards[0].channels[0].lamp", "led"),
-    ("unknown terminal key", _set("terminal.name", "x"), "terminal.name", "kiosk_id, site"),
-    ("odd unknown key", _set("boards.0.a b", 1), 'boards[0]."a b"', "unknown key"),
-    ("duplicate pin", _set("boards.0.channels.1.door", 2), "boards[0].channels[1].door", "2 is"),
+    ("unknown top key", set_at("extras", {"x": 1}), "extras", "use one of: terminal, boards"),
+    ("unknown board key", set_at("boards.0.colour", "red"), "boards[0].colour", "board_id"),
+    ("unknown channel key", set_at(f"{CH0}.lamp", 4), "boards[0].channels[0].lamp", "led"),
+    ("unknown terminal key", set_at("terminal.name", "x"), "terminal.name", "kiosk_id, site"),
+    ("odd unknown key", set_at("boards.0.a b", 1), 'boards[0]."a b"', "unknown key"),
+    ("duplicate pin", set_at("boards.0.channels.1.door", 2), "boards[0].channels[1].door", "2 is"),
     (
         "duplicate mcp pin",
-        _set("boards.0.channels.1.led", "mcp0:B0"),
+        set_at("boards.0.channels.1.led", "mcp0:B0"),
         "boards[0].channels[1].led",
         "mcp0:B0",
     ),
     (
         "duplicate channel",
-        _set("boards.0.channels.1.channel", 1),
+        set_at("boards.0.channels.1.channel", 1),
         "boards[0].channels[1].channel",
         "",
     ),
-    ("bad pin spec", _set(f"{CH0}.door", "mcp0:C1"), "boards[0].channels[0].door", "mcp<N>"),
-    ("lower-case pin", _set(f"{CH0}.door", "mcp0:a1"), "boards[0].channels[0].door", "not a pin"),
-    ("leading zero", _set(f"{CH0}.door", "mcp00:A1"), "boards[0].channels[0].door", ""),
-    ("no such expander", _set(f"{CH0}.door", "mcp1:A1"), "boards[0].channels[0].door", "mcp0"),
-    ("quoted gpio", _set(f"{CH0}.door", "7"), "boards[0].channels[0].door", "without quotes"),
-    ("gpio range", _set(f"{CH0}.door", 49), "boards[0].channels[0].door", "0..48"),
-    ("negative gpio", _set(f"{CH0}.door", -1), "boards[0].channels[0].door", ""),
-    ("float pin", _set(f"{CH0}.door", 3.0), "boards[0].channels[0].door", "3.0"),
-    ("debounce low", _set("boards.0.debounce_ms", 2), "boards[0].debounce_ms", "5 to 1000"),
-    ("debounce high", _set("boards.0.debounce_ms", 1001), "boards[0].debounce_ms", "5 to 1000"),
-    ("pulse 5000", _set("boards.0.pulse_max_ms", 5000), "boards[0].pulse_max_ms", "20 to 1000"),
-    ("queue 0", _set("boards.1.pulse_queue", 0), "boards[1].pulse_queue", "1 to 16"),
-    ("missing door", _del(f"{CH0}.door"), "boards[0].channels[0].door", "missing"),
-    ("missing channel", _del(f"{CH0}.channel"), "boards[0].channels[0].channel", "missing"),
-    ("kiosk_id case", _set("terminal.kiosk_id", "Demo_01"), "terminal.kiosk_id", "Demo_01"),
-    ("kiosk_id short", _set("terminal.kiosk_id", "a"), "terminal.kiosk_id", "2 to 63"),
-    ("kiosk_id dash", _set("terminal.kiosk_id", "-ab"), "terminal.kiosk_id", ""),
-    ("kiosk_id newline", _set("terminal.kiosk_id", "ab\n"), "terminal.kiosk_id", ""),
-    ("kiosk_id type", _set("terminal.kiosk_id", 7), "terminal.kiosk_id", "not text"),
-    ("missing kiosk_id", _del("terminal.kiosk_id"), "terminal.kiosk_id", "missing"),
-    ("site empty", _set("terminal.site", " "), "terminal.site", ""),
-    ("site type", _set("terminal.site", ["x"]), "terminal.site", "not text"),
-    ("no terminal", _del("terminal"), "terminal", "missing"),
-    ("terminal array", _set("terminal", [1]), "terminal", "not a table"),
-    ("duplicate board id", _set("boards.1.board_id", "b1"), "boards[1].board_id", "boards[0]"),
-    ("bad board id", _set("boards.1.board_id", "Wall A"), "boards[1].board_id", ""),
-    ("long board id", _set("boards.1.board_id", "b" * 33), "boards[1].board_id", ""),
-    ("no boards", _set("boards", []), "boards", "empty"),
-    ("missing boards", _del("boards"), "boards", "missing"),
-    ("boards table", _set("boards", {"board_id": "x"}), "boards", "[[boards]]"),
-    ("address text", _set("boards.0.address", "1"), "boards[0].address", "without quotes"),
-    ("address 256", _set("boards.0.address", 256), "boards[0].address", "0 to 255"),
-    ("debounce float", _set("boards.0.debounce_ms", 50.0), "boards[0].debounce_ms", "50.0"),
-    ("channel bool", _set(f"{CH0}.channel", True), "boards[0].channels[0].channel", "true"),
-    ("channel 0", _set(f"{CH0}.channel", 0), "boards[0].channels[0].channel", "1 to 255"),
-    ("channels table", _set("boards.0.channels", {"x": 1}), "boards[0].channels", ""),
-    ("channel not table", _set("boards.0.channels.1", 5), "boards[0].channels[1]", "table"),
-    ("65 channels", _set("boards.1.channels", [{}] * 65), "boards[1].channels", "at most 64"),
-    ("invert text", _set(f"{CH0}.invert", "door"), "boards[0].channels[0].invert", "list"),
-    ("invert unknown", _set(f"{CH0}.invert", ["lid"]), "boards[0].channels[0].invert", "lid"),
-    ("invert unwired", _set(f"{CH0}.invert", ["item"]), "boards[0].channels[0].invert", ""),
+    ("bad pin spec", set_at(f"{CH0}.door", "mcp0:C1"), "boards[0].channels[0].door", "mcp<N>"),
+    ("lower-case pin", set_at(f"{CH0}.door", "mcp0:a1"), "boards[0].channels[0].door", "not a pin"),
+    ("leading zero", set_at(f"{CH0}.door", "mcp00:A1"), "boards[0].channels[0].door", ""),
+    ("no such expander", set_at(f"{CH0}.door", "mcp1:A1"), "boards[0].channels[0].door", "mcp0"),
+    ("quoted gpio", set_at(f"{CH0}.door", "7"), "boards[0].channels[0].door", "without quotes"),
+    ("gpio range", set_at(f"{CH0}.door", 49), "boards[0].channels[0].door", "0..48"),
+    ("negative gpio", set_at(f"{CH0}.door", -1), "boards[0].channels[0].door", ""),
+    ("float pin", set_at(f"{CH0}.door", 3.0), "boards[0].channels[0].door", "3.0"),
+    ("debounce low", set_at("boards.0.debounce_ms", 2), "boards[0].debounce_ms", "5 to 1000"),
+    ("debounce high", set_at("boards.0.debounce_ms", 1001), "boards[0].debounce_ms", "5 to 1000"),
+    ("pulse 5000", set_at("boards.0.pulse_max_ms", 5000), "boards[0].pulse_max_ms", "20 to 1000"),
+    ("queue 0", set_at("boards.1.pulse_queue", 0), "boards[1].pulse_queue", "1 to 16"),
+    ("missing door", drop_at(f"{CH0}.door"), "boards[0].channels[0].door", "missing"),
+    ("missing channel", drop_at(f"{CH0}.channel"), "boards[0].channels[0].channel", "missing"),
+    ("kiosk_id case", set_at("terminal.kiosk_id", "Demo_01"), "terminal.kiosk_id", "Demo_01"),
+    ("kiosk_id short", set_at("terminal.kiosk_id", "a"), "terminal.kiosk_id", "2 to 63"),
+    ("kiosk_id dash", set_at("terminal.kiosk_id", "-ab"), "terminal.kiosk_id", ""),
+    ("kiosk_id newline", set_at("terminal.kiosk_id", "ab\n"), "terminal.kiosk_id", ""),
+    ("kiosk_id type", set_at("terminal.kiosk_id", 7), "terminal.kiosk_id", "not text"),
+    ("missing kiosk_id", drop_at("terminal.kiosk_id"), "terminal.kiosk_id", "missing"),
+    ("site empty", set_at("terminal.site", " "), "terminal.site", ""),
+    ("site type", set_at("terminal.site", ["x"]), "terminal.site", "not text"),
+    ("no terminal", drop_at("terminal"), "terminal", "missing"),
+    ("terminal array", set_at("terminal", [1]), "terminal", "not a table"),
+    ("duplicate board id", set_at("boards.1.board_id", "b1"), "boards[1].board_id", "boards[0]"),
+    ("bad board id", set_at("boards.1.board_id", "Wall A"), "boards[1].board_id", ""),
+    ("long board id", set_at("boards.1.board_id", "b" * 33), "boards[1].board_id", ""),
+    ("no boards", set_at("boards", []), "boards", "empty"),
+    ("missing boards", drop_at("boards"), "boards", "missing"),
+    ("boards table", set_at("boards", {"board_id": "x"}), "boards", "[[boards]]"),
+    ("address text", set_at("boards.0.address", "1"), "boards[0].address", "without quotes"),
+    ("address 256", set_at("boards.0.address", 256), "boards[0].address", "0 to 255"),
+    ("debounce float", set_at("boards.0.debounce_ms", 50.0), "boards[0].debounce_ms", "50.0"),
+    ("channel bool", set_at(f"{CH0}.channel", True), "boards[0].channels[0].channel", "true"),
+    ("channel 0", set_at(f"{CH0}.channel", 0), "boards[0].channels[0].channel", "1 to 255"),
+    ("channels table", set_at("boards.0.channels", {"x": 1}), "boards[0].channels", ""),
+    ("channel not table", set_at("boards.0.channels.1", 5), "boards[0].channels[1]", "table"),
+    ("65 channels", set_at("boards.1.channels", [{}] * 65), "boards[1].channels", "at most 64"),
+    ("invert text", set_at(f"{CH0}.invert", "door"), "boards[0].channels[0].invert", "list"),
+    ("invert unknown", set_at(f"{CH0}.invert", ["lid"]), "boards[0].channels[0].invert", "lid"),
+    ("invert unwired", set_at(f"{CH0}.invert", ["item"]), "boards[0].channels[0].invert", ""),
     (
         "invert twice",
-        _set(f"{CH0}.invert", ["door", "door"]),
+        set_at(f"{CH0}.invert", ["door", "door"]),
         "boards[0].channels[0].invert",
         "twice",
     ),
-    ("link type", _set("boards.0.link", {"type": "can"}), "boards[0].link.type", "rs485"),
-    ("link no type", _set("boards.0.link", {"baud": 9600}), "boards[0].link.type", "missing"),
+    ("link type", set_at("boards.0.link", {"type": "can"}), "boards[0].link.type", "rs485"),
+    ("link no type", set_at("boards.0.link", {"baud": 9600}), "boards[0].link.type", "missing"),
     (
         "usb with baud",
-        _set("boards.0.link", {"type": "usb", "baud": 9600}),
+        set_at("boards.0.link", {"type": "usb", "baud": 9600}),
         "boards[0].link.baud",
         "rs485",
     ),
     (
         "rs485 without de",
-        _set("boards.0.link", {k: v for k, v in RS485.items() if k != "de"}),
+        set_at("boards.0.link", {k: v for k, v in RS485.items() if k != "de"}),
         "boards[0].link.de",
         "missing",
     ),
     (
         "rs485 pin collides",
-        _set("boards.0.link", {**RS485, "tx": 2}),
+        set_at("boards.0.link", {**RS485, "tx": 2}),
         "boards[0].channels[0].solenoid",
         "boards[0].link.tx",
     ),
-    ("uart 3", _set("boards.0.link", {**RS485, "uart": 3}), "boards[0].link.uart", "0 to 2"),
-    ("baud", _set("boards.0.link", {**RS485, "baud": 300}), "boards[0].link.baud", ""),
-    ("recovery on sda", _set("boards.0.recovery_pin", 20), "boards[0].recovery_pin", "sda"),
-    ("recovery mcp", _set("boards.0.recovery_pin", "mcp0:A1"), "boards[0].recovery_pin", ""),
+    ("uart 3", set_at("boards.0.link", {**RS485, "uart": 3}), "boards[0].link.uart", "0 to 2"),
+    ("baud", set_at("boards.0.link", {**RS485, "baud": 300}), "boards[0].link.baud", ""),
+    ("recovery on sda", set_at("boards.0.recovery_pin", 20), "boards[0].recovery_pin", "sda"),
+    ("recovery mcp", set_at("boards.0.recovery_pin", "mcp0:A1"), "boards[0].recovery_pin", ""),
     (
         "expander address twice",
-        _set("boards.0.expanders.1", {"sda": 20, "scl": 21, "address": 0x20}),
+        set_at("boards.0.expanders.1", {"sda": 20, "scl": 21, "address": 0x20}),
         "boards[0].expanders[1].address",
         "0x20",
     ),
     (
         "bus with two pin pairs",
-        _set("boards.0.expanders.1", {"sda": 16, "scl": 17, "address": 0x21}),
+        set_at("boards.0.expanders.1", {"sda": 16, "scl": 17, "address": 0x21}),
         "boards[0].expanders[1].sda",
         "same I2C bus",
     ),
     (
         "expander address",
-        _set("boards.0.expanders.0.address", 0x40),
+        set_at("boards.0.expanders.0.address", 0x40),
         "boards[0].expanders[0].address",
         "",
     ),
-    ("expander sda=scl", _set("boards.0.expanders.0.scl", 20), "boards[0].expanders[0].scl", ""),
-    ("9 expanders", _set("boards.1.expanders", [{}] * 9), "boards[1].expanders", "at most 8"),
-    ("expander freq", _set("boards.0.expanders.0.freq", 5), "boards[0].expanders[0].freq", ""),
+    ("expander sda=scl", set_at("boards.0.expanders.0.scl", 20), "boards[0].expanders[0].scl", ""),
+    ("9 expanders", set_at("boards.1.expanders", [{}] * 9), "boards[1].expanders", "at most 8"),
+    ("expander freq", set_at("boards.0.expanders.0.freq", 5), "boards[0].expanders[0].freq", ""),
     (
         "two entrances",
         _both(
-            _set("boards.0.entrance", {"strike": 10, "grant": 11, "door": 12}),
-            _set("boards.1.entrance", {"strike": 10, "grant": 11, "door": 12}),
+            set_at("boards.0.entrance", {"strike": 10, "grant": 11, "door": 12}),
+            set_at("boards.1.entrance", {"strike": 10, "grant": 11, "door": 12}),
         ),
         "boards[1].entrance",
         "boards[0]",
@@ -381,8 +305,8 @@ BAD: list[tuple[str, Callable[[Doc], None], str, str]] = [
     (
         "two return slots",
         _both(
-            _set("boards.0.return_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
-            _set("boards.1.return_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
+            set_at("boards.0.return_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
+            set_at("boards.1.return_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
         ),
         "boards[1].return_slot",
         "",
@@ -390,48 +314,48 @@ BAD: list[tuple[str, Callable[[Doc], None], str, str]] = [
     (
         "two drop-off slots",
         _both(
-            _set("boards.0.dropoff_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
-            _set("boards.1.dropoff_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
+            set_at("boards.0.dropoff_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
+            set_at("boards.1.dropoff_slot", {"solenoid": 10, "flap": 11, "deposit": 12}),
         ),
         "boards[1].dropoff_slot",
         "",
     ),
     (
         "slot missing flap",
-        _set("boards.0.return_slot", {"solenoid": 10, "deposit": 12}),
+        set_at("boards.0.return_slot", {"solenoid": 10, "deposit": 12}),
         "boards[0].return_slot.flap",
         "",
     ),
     (
         "tamper key",
-        _set("boards.0.tamper", {"pin": 10, "pull": "up"}),
+        set_at("boards.0.tamper", {"pin": 10, "pull": "up"}),
         "boards[0].tamper.pull",
         "pin, invert",
     ),
     (
         "service door pin",
-        _set("boards.0.service_door", {"pin": 2}),
+        set_at("boards.0.service_door", {"pin": 2}),
         "boards[0].service_door.pin",
         "already used",
     ),
-    ("unit not table", _set("boards.0.entrance", True), "boards[0].entrance", "table"),
-    ("port number", _set("boards.0.port", 3), "boards[0].port", ""),
-    ("port COM3", _set("boards.0.port", "COM3"), "boards[0].port", "socket://"),
-    ("port url", _set("boards.0.port", "socket://host:99999"), "boards[0].port", ""),
+    ("unit not table", set_at("boards.0.entrance", True), "boards[0].entrance", "table"),
+    ("port number", set_at("boards.0.port", 3), "boards[0].port", ""),
+    ("port COM3", set_at("boards.0.port", "COM3"), "boards[0].port", "socket://"),
+    ("port url", set_at("boards.0.port", "socket://host:99999"), "boards[0].port", ""),
     (
         "usb boards share a port",
-        _both(_set("boards.0.port", "/dev/ttyACM0"), _set("boards.1.port", "/dev/ttyACM0")),
+        _both(set_at("boards.0.port", "/dev/ttyACM0"), set_at("boards.1.port", "/dev/ttyACM0")),
         "boards[1].port",
         "boards[0]",
     ),
     (
         "rs485 boards share an address",
         _both(
-            _set("boards.0.port", "/dev/ttyAMA0"),
-            _set("boards.1.port", "/dev/ttyAMA0"),
-            _set("boards.0.link", RS485),
-            _set("boards.1.link", RS485),
-            _set("boards.1.address", 1),
+            set_at("boards.0.port", "/dev/ttyAMA0"),
+            set_at("boards.1.port", "/dev/ttyAMA0"),
+            set_at("boards.0.link", RS485),
+            set_at("boards.1.link", RS485),
+            set_at("boards.1.address", 1),
         ),
         "boards[1].address",
         "boards[0]",
@@ -439,21 +363,21 @@ BAD: list[tuple[str, Callable[[Doc], None], str, str]] = [
     (
         "rs485 bus with two baud rates",
         _both(
-            _set("boards.0.port", "/dev/ttyAMA0"),
-            _set("boards.1.port", "/dev/ttyAMA0"),
-            _set("boards.0.link", RS485),
-            _set("boards.1.link", {**RS485, "baud": 9600}),
+            set_at("boards.0.port", "/dev/ttyAMA0"),
+            set_at("boards.1.port", "/dev/ttyAMA0"),
+            set_at("boards.0.link", RS485),
+            set_at("boards.1.link", {**RS485, "baud": 9600}),
         ),
         "boards[1].link.baud",
         "115200",
     ),
     (
         "reset line twice",
-        _both(_set("boards.0.reset_gpio", 17), _set("boards.1.reset_gpio", 17)),
+        _both(set_at("boards.0.reset_gpio", 17), set_at("boards.1.reset_gpio", 17)),
         "boards[1].reset_gpio",
         "boards[0].reset_gpio",
     ),
-    ("reset gpio range", _set("boards.0.reset_gpio", 28), "boards[0].reset_gpio", "0 to 27"),
+    ("reset gpio range", set_at("boards.0.reset_gpio", 28), "boards[0].reset_gpio", "0 to 27"),
 ]
 
 
@@ -479,8 +403,8 @@ def test_the_base_document_is_valid_and_the_mutations_are_what_fails() -> None:
     t = bc.loads(toml_dumps(base()))
     assert [b.board_id for b in t.boards] == ["b1", "b2"]
     ok = base()
-    _both(_set("boards.0.port", "/dev/ttyAMA0"), _set("boards.1.port", "/dev/ttyAMA0"))(ok)
-    _both(_set("boards.0.link", RS485), _set("boards.1.link", RS485))(ok)
+    _both(set_at("boards.0.port", "/dev/ttyAMA0"), set_at("boards.1.port", "/dev/ttyAMA0"))(ok)
+    _both(set_at("boards.0.link", RS485), set_at("boards.1.link", RS485))(ok)
     t = bc.loads(toml_dumps(ok))  # an RS-485 bus: one port, two addresses
     assert t.boards[1].link == bc.Link("rs485", 1, 4, 5, 6, bc.DEFAULT_BAUD)
 
@@ -594,7 +518,7 @@ def test_host_and_firmware_agree_on_each_range(
     board = bc.loads(toml_dumps(_range_doc())).boards[1]
     for value, ok in ((lo, True), (hi, True), (lo - 1, False), (hi + 1, False)):
         d = _range_doc()
-        _set(path, value)(d)
+        set_at(path, value)(d)
         try:
             bc.loads(toml_dumps(d))
             host_ok = True
@@ -639,50 +563,13 @@ toml_values = st.recursive(
 )
 
 
-def _slots(node: Any) -> list[tuple[Any, Any]]:
-    """Every (container, key-or-index) in a parsed document, depth first."""
-    out: list[tuple[Any, Any]] = []
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for k, v in items:
-        out.append((node, k))
-        if isinstance(v, dict | list):
-            out += _slots(v)
-    return out
-
-
-def _tables(node: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [node] if isinstance(node, dict) else []
-    for v in node.values() if isinstance(node, dict) else node:
-        if isinstance(v, dict | list):
-            out += _tables(v)
-    return out
-
-
-def mutate(draw: st.DrawFn, doc: Any) -> None:
-    """Apply 1..4 random mutations in place: replace a value, drop a key, add a key."""
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["replace", "drop", "add"]))
-        if op == "add":
-            table = draw(st.sampled_from(_tables(doc)))
-            table[draw(keys)] = draw(toml_values)
-            continue
-        slots = _slots(doc)
-        if not slots:
-            return
-        container, k = draw(st.sampled_from(slots))
-        if op == "replace":
-            container[k] = draw(toml_values)
-        else:
-            del container[k]
-
-
 EXAMPLE_DOC = tomllib.loads(EXAMPLE.read_text())
 
 
 @st.composite
 def mutated_documents(draw: st.DrawFn) -> Doc:
     doc: Doc = copy.deepcopy(draw(st.sampled_from([EXAMPLE_DOC, base()])))
-    mutate(draw, doc)
+    mutate(draw, doc, keys, toml_values)
     return doc
 
 
@@ -841,21 +728,8 @@ def firmware_documents(draw: st.DrawFn) -> Any:
         d = draw(st.dictionaries(st.sampled_from(FW_KEYS), json_values, max_size=6))
         d.update(version=1, board_id="b")
         return d
-    doc = copy.deepcopy(draw(st.sampled_from(EXAMPLE_JSON)))
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["replace", "drop", "add"]))
-        if op == "add":
-            table = draw(st.sampled_from(_tables(doc)))
-            table[draw(st.sampled_from(FW_KEYS))] = draw(json_values)
-            continue
-        slots = _slots(doc)
-        if not slots:
-            break
-        container, k = draw(st.sampled_from(slots))
-        if op == "replace":
-            container[k] = draw(json_values)
-        else:
-            del container[k]
+    doc: Doc = copy.deepcopy(draw(st.sampled_from(EXAMPLE_JSON)))
+    mutate(draw, doc, st.sampled_from(FW_KEYS), json_values, most=3)
     return doc
 
 

@@ -6,7 +6,6 @@ import base64
 import copy
 import dataclasses
 import datetime as dt
-import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tomlwriter import drop_at, mutate, set_at, toml_dumps
 
 from controller import config as cf
 from controller import secrets
@@ -29,49 +29,6 @@ BERLIN = ZoneInfo("Europe/Berlin")
 HASH = "scrypt$16384$8$1$zv874Mf5JNS0vxxs++7Aqg==$hRhIaP2tJoHR5oCYSVxP5UVXRqTwRRC9y0AM8jnFZOo="
 
 Doc = dict[str, Any]
-
-
-# -- a small TOML writer (inline tables), enough for any value tomllib returns -------------
-
-
-def _toml_str(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_key(k: str) -> str:
-    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_str(k)
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        return ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, dt.date | dt.time):
-        return v.isoformat()
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(v)
-
-
-def toml_dumps(doc: Doc) -> str:
-    return "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in doc.items())
 
 
 # -- documents -----------------------------------------------------------------------------
@@ -167,33 +124,6 @@ def error(doc: Doc) -> ConfigError:
     return err
 
 
-def _set(path: str, value: Any) -> Callable[[Doc], None]:
-    """A mutation: set a dotted path (list indices as numbers), creating tables on the way."""
-
-    def apply(d: Doc) -> None:
-        parts = path.split(".")
-        node: Any = d
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        if isinstance(node, list):
-            node[int(parts[-1])] = value
-        else:
-            node[parts[-1]] = value
-
-    return apply
-
-
-def _drop(path: str) -> Callable[[Doc], None]:
-    def apply(d: Doc) -> None:
-        parts = path.split(".")
-        node: Any = d
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        del node[parts[-1]]
-
-    return apply
-
-
 def with_(doc: Doc, *changes: Callable[[Doc], None]) -> Doc:
     for change in changes:
         change(doc)
@@ -275,7 +205,7 @@ def test_every_key_of_a_full_document_is_read() -> None:
     )
     assert c.bridge.listen == (
         cf.Endpoint("tcp", "127.0.0.1", 7011),
-        cf.Endpoint("unix", path=Path("/cfg/run/kiosk.sock")),
+        cf.Endpoint("unix", path="/cfg/run/kiosk.sock"),
     )
     assert (c.bridge.key_file, c.bridge.require_key) == (Path("/cfg/pairing.key"), False)
     assert c.gpio == cf.GpioSettings("mock", 5, 6, False, None)
@@ -343,13 +273,13 @@ def test_integer_keys_accept_their_range_and_name_the_key_outside(
     path: str, lo: int, hi: int
 ) -> None:
     for value in (lo, hi):
-        assert _attr(load_doc(with_(full(), _set(path, value))), path) == value
+        assert _attr(load_doc(with_(full(), set_at(path, value))), path) == value
     for value in (lo - 1, hi + 1):
-        err = error(with_(full(), _set(path, value)))
+        err = error(with_(full(), set_at(path, value)))
         assert err.key == _dotted(path) and err.value == value, str(err)
-    err = error(with_(full(), _set(path, str(lo))))
+    err = error(with_(full(), set_at(path, str(lo))))
     assert err.key == _dotted(path) and "not a whole number" in str(err)
-    assert error(with_(full(), _set(path, True))).key == _dotted(path)
+    assert error(with_(full(), set_at(path, True))).key == _dotted(path)
 
 
 BOOLS = [
@@ -365,10 +295,10 @@ BOOLS = [
 @pytest.mark.parametrize("path", BOOLS)
 def test_true_false_keys_take_only_booleans(path: str) -> None:
     for value in (True, False):
-        c = load_doc(with_(full(), _set(path, value)))
+        c = load_doc(with_(full(), set_at(path, value)))
         node = c.mqtt_enabled if path == "mqtt.enabled" else _attr(c, path)
         assert node is value
-    err = error(with_(full(), _set(path, "yes")))
+    err = error(with_(full(), set_at(path, "yes")))
     assert err.key == path and "true or false" in str(err)
 
 
@@ -386,12 +316,12 @@ def test_choice_keys_take_their_words_and_suggest_the_closest(
     path: str, good: list[str], bad: str, near: str
 ) -> None:
     for value in good:
-        assert _attr(load_doc(with_(full(), _set(path, value))), path) == value
-    err = error(with_(full(), _set(path, bad)))
+        assert _attr(load_doc(with_(full(), set_at(path, value))), path) == value
+    err = error(with_(full(), set_at(path, bad)))
     assert err.key == _dotted(path) and err.value == bad
     assert f"did you mean {near}?" in err.fix
     assert all(f'"{word}"' in str(err) for word in good)
-    assert error(with_(full(), _set(path, 3))).key == _dotted(path)
+    assert error(with_(full(), set_at(path, 3))).key == _dotted(path)
 
 
 # -- unknown keys --------------------------------------------------------------------------
@@ -422,13 +352,13 @@ def test_unknown_keys_are_errors_that_list_the_allowed_and_suggest_one(
     doc = full()
     if path.startswith("gpio.entrance"):
         doc = with_(_pi_entrance(doc))
-    err = error(with_(doc, _set(path, 1)))
+    err = error(with_(doc, set_at(path, 1)))
     assert err.key == _dotted(path) and err.problem == "unknown key"
     assert near in err.fix.split("use one of: ")[1] and err.fix.endswith(f"did you mean {near}?")
 
 
 def test_an_unknown_key_far_from_every_allowed_one_gets_no_suggestion() -> None:
-    err = error(with_(full(), _set("daemon.pickup.zzzz", 1)))
+    err = error(with_(full(), set_at("daemon.pickup.zzzz", 1)))
     assert "did you mean" not in err.fix and "deposit_s, door_open_s" in err.fix
 
 
@@ -436,7 +366,7 @@ def test_an_unknown_key_far_from_every_allowed_one_gets_no_suggestion() -> None:
     "section", ["daemon", "daemon.pickup", "daemon.entrance", "bridge", "gpio", "mqtt"]
 )
 def test_a_section_that_is_not_a_table_is_an_error(section: str) -> None:
-    err = error(with_(full(), _set(section, 5)))
+    err = error(with_(full(), set_at(section, 5)))
     assert err.key == section and "not a table" in err.problem
 
 
@@ -457,18 +387,18 @@ def test_a_section_that_is_not_a_table_is_an_error(section: str) -> None:
     ],
 )
 def test_sizes_are_one_to_eight_short_distinct_names(sizes: object, problem: str) -> None:
-    d = with_(base(), _set("daemon.sizes", sizes))
+    d = with_(base(), set_at("daemon.sizes", sizes))
     err = error(d)
     assert err.key == "daemon.sizes" and problem in err.problem
 
 
 def test_without_compartment_tables_every_channel_takes_the_first_size() -> None:
-    c = load_doc(with_(base(), _set("daemon.sizes", ["M", "L"])))
+    c = load_doc(with_(base(), set_at("daemon.sizes", ["M", "L"])))
     assert {x.size for x in c.compartments} == {"M"} and len(c.compartments) == 5
 
 
 def test_channels_without_a_compartment_table_are_unused() -> None:
-    d = with_(base(), _set("compartments", [{"board": "b2", "channel": 2, "label": "X"}]))
+    d = with_(base(), set_at("compartments", [{"board": "b2", "channel": 2, "label": "X"}]))
     assert load_doc(d).compartments == (cf.CompartmentSpec("X", "b2", 2, "S"),)
 
 
@@ -499,25 +429,25 @@ def test_compartment_errors_name_the_entry_and_what_exists(
 
 
 def test_the_same_channel_on_another_board_is_another_compartment() -> None:
-    d = with_(full(), _set("compartments.1", {"board": "b2", "channel": 1, "label": "B01"}))
+    d = with_(full(), set_at("compartments.1", {"board": "b2", "channel": 1, "label": "B01"}))
     assert [x.board for x in load_doc(d).compartments] == ["b1", "b2"]
 
 
 @pytest.mark.parametrize("missing", ["board", "channel", "label"])
 def test_compartment_board_channel_and_label_are_required(missing: str) -> None:
-    err = error(with_(full(), _drop(f"compartments.0.{missing}")))
+    err = error(with_(full(), drop_at(f"compartments.0.{missing}")))
     assert err.key == f"compartments[0].{missing}" and "missing" in err.problem
 
 
 def test_compartments_must_be_a_non_empty_array_of_tables() -> None:
-    assert "is empty" in error(with_(full(), _set("compartments", []))).problem
-    assert error(with_(full(), _set("compartments", {"board": "b1"}))).key == "compartments"
-    assert error(with_(full(), _set("compartments.0", "A01"))).key == "compartments[0]"
+    assert "is empty" in error(with_(full(), set_at("compartments", []))).problem
+    assert error(with_(full(), set_at("compartments", {"board": "b1"}))).key == "compartments"
+    assert error(with_(full(), set_at("compartments.0", "A01"))).key == "compartments[0]"
 
 
 def test_a_board_without_channels_says_so() -> None:
-    d = with_(full(), _set("boards.1.channels", []))
-    err = error(with_(d, _set("compartments.1.channel", 1)))
+    d = with_(full(), set_at("boards.1.channels", []))
+    err = error(with_(d, set_at("compartments.1.channel", 1)))
     assert "its channels: none" in err.fix
 
 
@@ -543,18 +473,19 @@ def test_an_entrance_wired_to_the_pi() -> None:
 
 
 ENTRANCE_ERRORS: list[tuple[str, Callable[[Doc], Any], str, str]] = [
-    ("board without the unit", _set("daemon.entrance.board", "b2"), "daemon.entrance.board",
+    ("board without the unit", set_at("daemon.entrance.board", "b2"), "daemon.entrance.board",
      'board "b2" has no [boards.entrance] unit'),
-    ("no such board", _set("daemon.entrance.board", "b7"), "daemon.entrance.board", '"b1", "pi"'),
-    ("pi without gpio.entrance", _set("daemon.entrance.board", "pi"), "daemon.entrance.board",
+    ("no such board", set_at("daemon.entrance.board", "b7"), "daemon.entrance.board", '"b1", "pi"'),
+    ("pi without gpio.entrance", set_at("daemon.entrance.board", "pi"), "daemon.entrance.board",
      "[gpio.entrance]"),
-    ("gpio.entrance beside a board's", _set("gpio.entrance", {"strike": 1, "grant": 2, "door": 3}),
+    ("gpio.entrance beside a board's",
+     set_at("gpio.entrance", {"strike": 1, "grant": 2, "door": 3}),
      "gpio.entrance", 'daemon.entrance.board = "pi"'),
-    ("strike over the board's limit", _set("daemon.entrance.strike_ms", 5001),
+    ("strike over the board's limit", set_at("daemon.entrance.strike_ms", 5001),
      "daemon.entrance.strike_ms", "boards[0].strike_max_ms = 5000"),
-    ("strike over every limit", _set("daemon.entrance.strike_ms", 30001),
+    ("strike over every limit", set_at("daemon.entrance.strike_ms", 30001),
      "daemon.entrance.strike_ms", "out of range"),
-    ("board id not text", _set("daemon.entrance.board", 1), "daemon.entrance.board", "not text"),
+    ("board id not text", set_at("daemon.entrance.board", 1), "daemon.entrance.board", "not text"),
 ]  # fmt: skip
 
 
@@ -567,39 +498,39 @@ def test_entrance_errors(mutate: Callable[[Doc], None], key: str, text: str) -> 
 
 
 def test_the_entrance_board_limits_the_default_strike() -> None:
-    d = with_(base(), _set("boards.0.strike_max_ms", 2000))
+    d = with_(base(), set_at("boards.0.strike_max_ms", 2000))
     assert load_doc(d).entrance.strike_ms == 2000
-    err = error(with_(d, _set("daemon.entrance.strike_ms", 2500)))
+    err = error(with_(d, set_at("daemon.entrance.strike_ms", 2500)))
     assert "use at most 2000, or raise boards[0].strike_max_ms" in err.fix
 
 
 def test_no_entrance_anywhere() -> None:
-    d = with_(base(), _drop("boards.0.entrance"))
+    d = with_(base(), drop_at("boards.0.entrance"))
     assert load_doc(d).entrance == cf.EntranceSettings(None)
-    err = error(with_(d, _set("daemon.entrance.mode", "lockdown")))
+    err = error(with_(d, set_at("daemon.entrance.mode", "lockdown")))
     assert err.key == "daemon.entrance" and "has no entrance" in err.problem
 
 
 def test_a_pi_entrance_needs_a_pin_factory_and_no_board_called_pi() -> None:
-    err = error(with_(_pi_entrance(full()), _set("gpio.factory", "none")))
+    err = error(with_(_pi_entrance(full()), set_at("gpio.factory", "none")))
     assert err.key == "gpio.factory" and "lgpio" in err.fix
-    err = error(with_(_pi_entrance(full()), _set("boards.1.board_id", "pi")))
+    err = error(with_(_pi_entrance(full()), set_at("boards.1.board_id", "pi")))
     assert err.key == "boards[1].board_id" and "reserved" in err.problem
 
 
 @pytest.mark.parametrize("missing", ["strike", "grant", "door"])
 def test_gpio_entrance_pins_are_required(missing: str) -> None:
-    err = error(with_(_pi_entrance(full()), _drop(f"gpio.entrance.{missing}")))
+    err = error(with_(_pi_entrance(full()), drop_at(f"gpio.entrance.{missing}")))
     assert err.key == f"gpio.entrance.{missing}" and "missing" in err.problem
 
 
 PIN_CLASHES = [
-    (_set("gpio.status_led", 17), "gpio.status_led", "boards[0].reset_gpio"),
-    (_set("gpio.tamper", 26), "gpio.tamper", "boards[1].reset_gpio"),
-    (_set("gpio.tamper", 5), "gpio.tamper", "gpio.status_led"),
-    (_set("gpio.entrance.door", 6), "gpio.entrance.door", "gpio.tamper"),
-    (_set("gpio.entrance.exit", 12), "gpio.entrance.exit", "gpio.entrance.strike"),
-    (_set("gpio.entrance.grant", 17), "gpio.entrance.grant", "boards[0].reset_gpio"),
+    (set_at("gpio.status_led", 17), "gpio.status_led", "boards[0].reset_gpio"),
+    (set_at("gpio.tamper", 26), "gpio.tamper", "boards[1].reset_gpio"),
+    (set_at("gpio.tamper", 5), "gpio.tamper", "gpio.status_led"),
+    (set_at("gpio.entrance.door", 6), "gpio.entrance.door", "gpio.tamper"),
+    (set_at("gpio.entrance.exit", 12), "gpio.entrance.exit", "gpio.entrance.strike"),
+    (set_at("gpio.entrance.grant", 17), "gpio.entrance.grant", "boards[0].reset_gpio"),
 ]
 
 
@@ -613,8 +544,8 @@ def test_a_bcm_pin_is_used_once_across_gpio_and_reset_lines(
 
 # -- endpoints -----------------------------------------------------------------------------
 
-SOCK = Path("/run/amtomat/kiosk.sock")
-TTY = Path("/dev/ttyUSB0")
+SOCK = "/run/amtomat/kiosk.sock"
+TTY = "/dev/ttyUSB0"
 # (text, parsed, url)
 GOOD_ENDPOINTS = [
     ("tcp://127.0.0.1:7010", cf.Endpoint("tcp", "127.0.0.1", 7010), "tcp://127.0.0.1:7010"),
@@ -629,7 +560,7 @@ GOOD_ENDPOINTS = [
         cf.Endpoint("serial", path=TTY, baud=9600),
         f"serial:{TTY}?baud=9600",
     ),
-    ("pty:/run/kiosk", cf.Endpoint("pty", path=Path("/run/kiosk")), "pty:/run/kiosk"),
+    ("pty:/run/kiosk", cf.Endpoint("pty", path="/run/kiosk"), "pty:/run/kiosk"),
 ]
 
 
@@ -646,8 +577,8 @@ def test_endpoints_parse_and_give_back_their_text(
 
 def test_relative_endpoint_paths_are_taken_from_the_base_folder() -> None:
     e = cf.parse_endpoint("pty:run/kiosk", Path("/etc/amtomat"))
-    assert e.path == Path("/etc/amtomat/run/kiosk") and e.url == "pty:/etc/amtomat/run/kiosk"
-    assert cf.parse_endpoint("pty:run/kiosk").path == Path("run/kiosk")
+    assert e.path == "/etc/amtomat/run/kiosk" and e.url == "pty:/etc/amtomat/run/kiosk"
+    assert cf.parse_endpoint("pty:run/kiosk").path == "run/kiosk"
 
 
 BAD_ENDPOINTS = [
@@ -684,6 +615,34 @@ def test_bad_endpoints_are_config_errors_on_the_given_key(text: str, problem: st
     assert info.value.fix and info.value.value is not None
 
 
+# (text, free_port, host_names, what the error says)
+SWITCHED_ENDPOINTS = [
+    ("tcp://kiosk.example:7010", True, False, "not an IP address"),
+    ("tcp://kiosk.example:0", False, True, "port 0 is out of range"),
+    ("tcp://0.0.0.0:7010", True, True, "not a single address"),
+    ("tcp://-kiosk:7010", False, True, "not an IP address or host name"),
+    ("tcp://kiosk_1:7010", False, True, "not an IP address or host name"),
+    ("tcp://10.0.0:7010", False, True, "not an IP address or host name"),
+    ("tcp://a..b:7010", False, True, "not an IP address or host name"),
+    ("tcp://[kiosk]:7010", False, True, "not an IP address or host name"),
+    ("tcp://" + "a" * 64 + ".lan:7010", False, True, "not an IP address or host name"),
+    ("tcp://" + "a." * 126 + "bc:7010", False, True, "not an IP address or host name"),
+    ("tcp://127.0.0.1:65536", True, False, "use a port 0..65535"),
+]
+
+
+def test_free_port_allows_port_0_and_host_names_allow_names_and_nothing_else() -> None:
+    assert cf.parse_endpoint("tcp://127.0.0.1:0", free_port=True).port == 0
+    e = cf.parse_endpoint("tcp://Kiosk-7.example.:7010", host_names=True)
+    assert (
+        e == cf.Endpoint("tcp", "Kiosk-7.example.", 7010) and e.url == "tcp://Kiosk-7.example.:7010"
+    )
+    for text, free_port, host_names, says in SWITCHED_ENDPOINTS:
+        with pytest.raises(ConfigError) as info:
+            cf.parse_endpoint(text, free_port=free_port, host_names=host_names)
+        assert says in f"{info.value.problem}; {info.value.fix}", (text, str(info.value))
+
+
 @given(st.one_of(st.text(max_size=40), st.integers(), st.none()))
 def test_parse_endpoint_raises_only_config_errors_and_round_trips(text: object) -> None:
     try:
@@ -691,6 +650,19 @@ def test_parse_endpoint_raises_only_config_errors_and_round_trips(text: object) 
     except ConfigError:
         return
     assert cf.parse_endpoint(e.url) == e
+    # the switches only widen what is accepted: they never change a parse
+    assert cf.parse_endpoint(text, free_port=True, host_names=True) == e
+
+
+@given(st.text(max_size=40), st.booleans(), st.booleans())
+def test_parse_endpoint_with_switches_raises_only_config_errors_and_round_trips(
+    text: str, free_port: bool, host_names: bool
+) -> None:
+    try:
+        e = cf.parse_endpoint(text, free_port=free_port, host_names=host_names)
+    except ConfigError:
+        return
+    assert cf.parse_endpoint(e.url, free_port=free_port, host_names=host_names) == e
 
 
 endpoints = st.one_of(
@@ -724,20 +696,20 @@ def test_valid_endpoints_always_parse_and_round_trip(text: str) -> None:
 
 
 def test_bridge_listen_checks_each_entry_and_duplicates() -> None:
-    err = error(with_(full(), _set("bridge.listen", ["tcp://127.0.0.1:1", "tcp://0.0.0.0:1"])))
+    err = error(with_(full(), set_at("bridge.listen", ["tcp://127.0.0.1:1", "tcp://0.0.0.0:1"])))
     assert err.key == "bridge.listen[1]"
     same = ["tcp://127.0.0.1:1", "unix:/run/k.sock", "unix:/run/./k.sock"]
-    err = error(with_(full(), _set("bridge.listen", same)))
+    err = error(with_(full(), set_at("bridge.listen", same)))
     assert err.key == "bridge.listen[2]" and "already bridge.listen[1]" in err.problem
     for value in ([], "tcp://127.0.0.1:1", ["tcp://127.0.0.1:1"] * 17):
-        assert error(with_(full(), _set("bridge.listen", value))).key == "bridge.listen"
+        assert error(with_(full(), set_at("bridge.listen", value))).key == "bridge.listen"
 
 
 # -- paths ---------------------------------------------------------------------------------
 
 
 def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path: Path) -> None:
-    d = with_(full(), _set("daemon.database", "state/amtomat.db"))
+    d = with_(full(), set_at("daemon.database", "state/amtomat.db"))
     path = tmp_path / "etc" / "site.toml"
     path.parent.mkdir()
     path.write_text(toml_dumps(d))
@@ -745,20 +717,20 @@ def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path: Path) -
     assert c.daemon.database == tmp_path / "etc" / "state" / "amtomat.db"
     assert c.daemon.keystore == tmp_path / "etc" / "keys"
     assert c.bridge.key_file == tmp_path / "etc" / "pairing.key"
-    assert c.bridge.listen[1].path == tmp_path / "etc" / "run" / "kiosk.sock"
+    assert c.bridge.listen[1].path == str(tmp_path / "etc" / "run" / "kiosk.sock")
     assert cf.loads(toml_dumps(d), base_dir=tmp_path).daemon.keystore == tmp_path / "keys"
 
 
 @pytest.mark.parametrize("key", ["daemon.database", "daemon.keystore", "bridge.key_file"])
 @pytest.mark.parametrize("value", ["", " data", "da\tta", 5, "x" * 4097])
 def test_bad_paths_name_the_key(key: str, value: object) -> None:
-    err = error(with_(full(), _set(key, value)))
+    err = error(with_(full(), set_at(key, value)))
     assert err.key == key
 
 
 def test_errors_of_the_daemon_sections_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "site.toml"
-    path.write_text(toml_dumps(with_(full(), _set("daemon.tick_ms", 0))))
+    path.write_text(toml_dumps(with_(full(), set_at("daemon.tick_ms", 0))))
     with pytest.raises(ConfigError) as info:
         cf.load(path)
     assert info.value.source == str(path) and info.value.key == "daemon.tick_ms"
@@ -770,7 +742,7 @@ def test_errors_of_the_daemon_sections_name_the_file(tmp_path: Path) -> None:
 
 
 def hours(**days: object) -> cf.OfficeHours:
-    return load_doc(with_(base(), _set("office_hours", days))).office_hours
+    return load_doc(with_(base(), set_at("office_hours", days))).office_hours
 
 
 def test_day_periods_parse_sorted_with_24_00_as_the_end_of_day() -> None:
@@ -806,13 +778,13 @@ DAY_ERRORS = [
 
 @pytest.mark.parametrize(("text", "problem"), DAY_ERRORS, ids=[d[0] for d in DAY_ERRORS])
 def test_bad_day_periods_name_the_day(text: str, problem: str) -> None:
-    err = error(with_(base(), _set("office_hours.thu", text)))
+    err = error(with_(base(), set_at("office_hours.thu", text)))
     assert err.key == "office_hours.thu" and problem in err.problem, str(err)
     assert err.value == text
 
 
 def test_a_day_must_be_text() -> None:
-    err = error(with_(base(), _set("office_hours.mon", dt.time(8))))
+    err = error(with_(base(), set_at("office_hours.mon", dt.time(8))))
     assert err.key == "office_hours.mon" and "double quotes" in err.fix
 
 
@@ -820,7 +792,7 @@ def test_a_day_must_be_text() -> None:
     "zone", ["Mars/Olympus", "../etc/passwd", "", "Europe", "europe/berlin", 1]
 )
 def test_the_timezone_is_a_known_iana_name(zone: object) -> None:
-    err = error(with_(base(), _set("office_hours.timezone", zone)))
+    err = error(with_(base(), set_at("office_hours.timezone", zone)))
     assert err.key == "office_hours.timezone"
 
 
@@ -835,7 +807,7 @@ def test_holidays_are_iso_dates_once_each() -> None:
         (["2026-12-25", dt.date(2026, 12, 25)], "listed twice"),
         ("2026-12-25", "not a list of dates"),
     ]:
-        err = error(with_(base(), _set("office_hours.holidays", bad)))
+        err = error(with_(base(), set_at("office_hours.holidays", bad)))
         assert err.key == "office_hours.holidays" and problem in err.problem, bad
 
 
@@ -919,7 +891,7 @@ BAD_HASHES = [
 
 @pytest.mark.parametrize("value", [b[1] for b in BAD_HASHES], ids=[b[0] for b in BAD_HASHES])
 def test_a_bad_pin_hash_is_named_but_never_shown(value: object) -> None:
-    err = error(with_(full(), _set("staff.0.pin_hash", value)))
+    err = error(with_(full(), set_at("staff.0.pin_hash", value)))
     assert err.key == "staff[0].pin_hash" and err.value is None
     assert err.problem.startswith("the value") and "hash-secret" in err.fix
     shown = str(value)
@@ -934,7 +906,7 @@ def test_pin_hash_shapes_that_are_accepted() -> None:
         _hash(n=str(2**16), r="32"),
         _hash(salt="A" * 84 + "AA=="),  # 64 bytes
     ):
-        assert load_doc(with_(full(), _set("staff.0.pin_hash", value))).staff[0].pin_hash == value
+        assert load_doc(with_(full(), set_at("staff.0.pin_hash", value))).staff[0].pin_hash == value
 
 
 hash_parts = st.one_of(
@@ -970,7 +942,7 @@ def test_pin_hash_shapes_agree_with_the_login_check(value: str) -> None:
     except secrets.SecretFormatError:
         login_ok = False
     try:
-        load_doc(with_(full(), _set("staff.0.pin_hash", value)))
+        load_doc(with_(full(), set_at("staff.0.pin_hash", value)))
         config_ok = True
     except ConfigError as exc:
         assert exc.key == "staff[0].pin_hash", str(exc)
@@ -980,15 +952,15 @@ def test_pin_hash_shapes_agree_with_the_login_check(value: str) -> None:
 
 def test_a_fresh_hash_from_the_login_code_loads() -> None:
     value = secrets.hash_secret("246810", n=2**10)
-    staff = load_doc(with_(full(), _set("staff.0.pin_hash", value))).staff[0]
+    staff = load_doc(with_(full(), set_at("staff.0.pin_hash", value))).staff[0]
     assert secrets.verify_secret("246810", staff.pin_hash)
 
 
 def test_staff_tables_are_never_shown_in_errors() -> None:
     for value in ({"id": "x", "pin_hash": HASH}, [HASH], HASH):
-        err = error(with_(full(), _set("staff", value)))
+        err = error(with_(full(), set_at("staff", value)))
         assert "scrypt" not in str(err) and err.value is None, str(err)
-    err = error(with_(full(), _drop("staff.0.pin_hash")))
+    err = error(with_(full(), drop_at("staff.0.pin_hash")))
     assert err.key == "staff[0].pin_hash" and "missing" in err.problem
 
 
@@ -1046,24 +1018,6 @@ toml_values = st.recursive(
 )
 
 
-def _slots(node: Any) -> list[tuple[Any, Any]]:
-    out: list[tuple[Any, Any]] = []
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for k, v in items:
-        out.append((node, k))
-        if isinstance(v, dict | list):
-            out += _slots(v)
-    return out
-
-
-def _tables(node: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [node] if isinstance(node, dict) else []
-    for v in node.values() if isinstance(node, dict) else node:
-        if isinstance(v, dict | list):
-            out += _tables(v)
-    return out
-
-
 def _daemon_part(doc: Doc) -> Doc:
     """The daemon's sections of ``doc`` (mutations of the boards are boardconfig's tests)."""
     return {k: v for k, v in doc.items() if k not in ("terminal", "boards")}
@@ -1076,19 +1030,7 @@ EXAMPLE_DOC = tomllib.loads(EXAMPLE.read_text())
 def mutated_documents(draw: st.DrawFn) -> Doc:
     doc: Doc = copy.deepcopy(draw(st.sampled_from([full(), _pi_entrance(full()), EXAMPLE_DOC])))
     part = _daemon_part(doc)
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["replace", "drop", "add"]))
-        if op == "add":
-            draw(st.sampled_from([part, *_tables(part)]))[draw(keys)] = draw(toml_values)
-            continue
-        slots = _slots(part)
-        if not slots:
-            break
-        container, k = draw(st.sampled_from(slots))
-        if op == "replace":
-            container[k] = draw(toml_values)
-        else:
-            del container[k]
+    mutate(draw, part, keys, toml_values)
     return {"terminal": doc["terminal"], "boards": doc["boards"], **part}
 
 
@@ -1130,7 +1072,7 @@ LEAVES = _paths(_daemon_part(_pi_entrance(full())))
 @given(st.sampled_from(LEAVES), toml_values)
 def test_any_value_at_any_key_raises_only_config_errors(path: str, value: object) -> None:
     try:
-        load_doc(with_(_pi_entrance(full()), _set(path, value)))
+        load_doc(with_(_pi_entrance(full()), set_at(path, value)))
     except ConfigError as exc:
         _check_error(exc)
 

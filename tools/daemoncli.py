@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,22 @@ from typing import Any
 from controller.errors import ControllerError
 
 EX_CONFIG = 78  # sysexits EX_CONFIG: systemd's unit does not restart on it
+_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines with a syslog priority prefix (<4> = warning) that journald understands."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelname, 6)}>{super().format(record)}"
+
+
+def _log_to_journal() -> None:
+    """Under systemd (JOURNAL_STREAM set), prefix priorities and leave out the time."""
+    if not os.environ.get("JOURNAL_STREAM"):
+        return
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
 
 
 def _config(path: Path) -> Any:
@@ -30,6 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     if args.verbose == 0:
         logging.getLogger().setLevel(cfg.daemon.log_level.upper())
+    _log_to_journal()
     return asyncio.run(serve(cfg))
 
 

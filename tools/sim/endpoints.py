@@ -27,9 +27,9 @@ import ipaddress
 import os
 import selectors
 import socket
-import termios
 from typing import Final, Literal
 
+from host_bridge.fdlink import make_raw
 from tools.closeable import Closeable
 
 READ_CHUNK: Final = 65536
@@ -40,36 +40,6 @@ the others (the rest is read at the next poll)."""
 ACCEPT_BACKLOG: Final = 8
 
 _Role = Literal["pty", "listen", "client"]
-
-
-def make_raw(fd: int) -> None:
-    """Put a tty in raw 8-bit mode: every byte value passes unchanged in both directions.
-
-    Like cfmakeraw(3): no echo, no canonical line editing, no CR/LF translation on input
-    or output, no XON/XOFF flow control, no signal characters (0x03 is data), no parity,
-    no stripping of the 8th bit; a read returns as soon as one byte is there.
-    """
-    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
-    iflag &= ~(
-        termios.IGNBRK
-        | termios.BRKINT
-        | termios.PARMRK
-        | termios.ISTRIP
-        | termios.INLCR
-        | termios.IGNCR
-        | termios.ICRNL
-        | termios.IXON
-        | termios.IXOFF
-        | termios.IXANY
-        | termios.INPCK
-    )
-    oflag &= ~termios.OPOST
-    lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
-    cflag &= ~(termios.CSIZE | termios.PARENB)
-    cflag |= termios.CS8 | termios.CREAD | termios.CLOCAL
-    cc[termios.VMIN] = 1
-    cc[termios.VTIME] = 0
-    termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
 
 
 def _url_host(host: str) -> str:
