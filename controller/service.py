@@ -122,13 +122,7 @@ def start_retrieve(ctl: TerminalController, args: Mapping[str, Any], origin: Ori
     found = _compartment(ctl, args)
     if isinstance(found, Result):
         return found
-    refusal = ctl.refuse_opening(found)
-    if refusal is not None:
-        return refusal
-    assert origin.staff is not None
-    op = StaffOpen(ctl, origin.staff, found, "retrieve", None)
-    op.begin()
-    return ok(op=op.op, compartment=found.label)
+    return _open_for_staff(ctl, found, origin, "retrieve", None)
 
 
 def start_service_open(ctl: TerminalController, args: Mapping[str, Any], origin: Origin) -> Result:
@@ -145,13 +139,19 @@ def start_service_open(ctl: TerminalController, args: Mapping[str, Any], origin:
             return fail(
                 refusal.status, f"compartment {found.label} holds a document: {refusal.reason}"
             )
-    refusal = ctl.refuse_opening(found)
+    return _open_for_staff(ctl, found, origin, "service_open", reason)
+
+
+def _open_for_staff(
+    ctl: TerminalController, c: Compartment, origin: Origin, kind: str, reason: str | None
+) -> Result:
+    refusal = ctl.refuse_opening(c)
     if refusal is not None:
         return refusal
     assert origin.staff is not None
-    op = StaffOpen(ctl, origin.staff, found, "service_open", reason)
+    op = StaffOpen(ctl, origin.staff, c, kind, reason)
     op.begin()
-    return ok(op=op.op, compartment=found.label)
+    return ok(op=op.op, compartment=c.label)
 
 
 def set_service(ctl: TerminalController, args: Mapping[str, Any], origin: Origin) -> Result:
