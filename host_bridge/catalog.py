@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from controller.api import NOTICES, REQUESTS, STATUS_MEANINGS, Status
 from host_bridge.errors import BridgeConfigError
+from protocol.inspect import catalog_markdown as messages_markdown
 from protocol.messages import (
     BOTH,
     EVENT,
@@ -169,19 +170,7 @@ def status_rows() -> list[tuple[int, str, str]]:
 
 def catalog_markdown() -> str:
     """The overview table, one field table per message, and the status table."""
-    lines = ["| id | name | direction | kind | meaning |", "|---|---|---|---|---|"]
-    for mid, name, direction, _, meaning in KIOSK_MESSAGES:
-        lines.append(
-            f"| 0x{mid:02x} | `{name}` | {_DIRECTIONS[direction]} | {kind_of(mid)} | {meaning} |"
-        )
-    for mid, name, direction, fields, _ in KIOSK_MESSAGES:
-        lines += ["", f"#### 0x{mid:02x} `{name}` ({_DIRECTIONS[direction]}, {kind_of(mid)})", ""]
-        lines += ["| # | field | type | meaning |", "|---|---|---|---|"]
-        for i, (fname, ftype, fmeaning) in enumerate(fields, 1):
-            lines.append(f"| {i} | `{fname}` | `{ftype}` | {fmeaning} |")
-    lines += ["", "### Status codes", "", "| code | name | meaning |", "|---|---|---|"]
-    lines += [f"| {code} | `{name}` | {meaning} |" for code, name, meaning in status_rows()]
-    return "\n".join(lines) + "\n"
+    return messages_markdown(KIOSK_MESSAGES, status_rows(), _DIRECTIONS)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from host_bridge.fdlink import FdLink
 from protocol import session as S
 from protocol.messages import (
     REPLY_ID,
-    _type_ok,  # the catalog's own type rule
+    type_ok,  # the catalog's own type rule
 )
 
 MAX_OUTSTANDING: Final = 16  # the bridge caches this many replies (docs/protocol.md 7)
@@ -360,7 +360,7 @@ class KioskClient:
             )
         values = [args.get(name) for name in names]
         for (name, ftype, _), value in zip(fields, values, strict=True):
-            if not _type_ok(ftype, value):
+            if not type_ok(ftype, value):
                 shown = type(value).__name__ if name in SECRET_ARGS else repr(value)
                 wanted = f"{ftype[:-1]} or null" if ftype.endswith("?") else ftype
                 what = "is missing" if value is None else f"must be {wanted}, got {shown}"

@@ -67,21 +67,6 @@ class RecentResults:
         return len(self._results)
 
 
-class _KioskSession(S.Session):
-    """The protocol session, remembering the ``peer`` name of the hello it answers."""
-
-    hello_peer = ""
-    _hello_key: object = None
-
-    def _on_hello(self, msg: list[Any], view: memoryview) -> None:
-        # A repeated hello (same nonce) is answered with the cached welcome: its peer
-        # name stays the one of the first copy, whatever a forged repeat says.
-        if msg[3] != self._hello_key:
-            self._hello_key = msg[3]
-            self.hello_peer = msg[6]
-        super()._on_hello(msg, view)
-
-
 def check_key(key: object) -> bytes | None:
     """The pairing key if it is None or 32 bytes; BridgeConfigError naming its length."""
     if key is None:
@@ -125,7 +110,7 @@ class BridgeConnection:
         self._busy = False  # inside feed/poll: the end of it transmits
         self._deferred: list[tuple[str, dict[str, Any]]] | None = None
         self._logout_due = False
-        self._session = _KioskSession(
+        self._session = S.Session(
             S.RESPONDER,
             KIOSK,
             self._send_bytes,

@@ -124,3 +124,27 @@ class Inspector:
         if out["name"] == "reply" and isinstance(msg[2], int):
             out["status"] = status_name(msg[2])
         return out
+
+
+def catalog_markdown(messages: tuple, statuses: "list | tuple", directions: dict) -> str:  # type: ignore[type-arg]
+    """Markdown tables of a message catalog: an overview, one field table per message, and
+    the status codes ((code, name, meaning) rows); ``directions`` names i2r, r2i, both."""
+    lines = ["| id | name | direction | kind | meaning |", "|---|---|---|---|---|"]
+    for mid, name, direction, _, meaning in messages:
+        lines.append(
+            "| 0x%02x | `%s` | %s | %s | %s |"
+            % (mid, name, directions[direction], kind_of(mid), meaning)
+        )
+    for mid, name, direction, fields, _ in messages:
+        lines += [
+            "",
+            "#### 0x%02x `%s` (%s, %s)" % (mid, name, directions[direction], kind_of(mid)),
+        ]
+        lines += ["", "| # | field | type | meaning |", "|---|---|---|---|"]
+        for i in range(len(fields)):
+            fname, ftype, fmeaning = fields[i]
+            lines.append("| %d | `%s` | `%s` | %s |" % (i + 1, fname, ftype, fmeaning))
+    lines += ["", "### Status codes", "", "| code | name | meaning |", "|---|---|---|"]
+    for code, name, meaning in statuses:
+        lines.append("| %d | `%s` | %s |" % (code, name, meaning))
+    return "\n".join(lines) + "\n"

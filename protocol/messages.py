@@ -210,7 +210,8 @@ BOARD_MESSAGES = (
 )
 
 
-def _type_ok(ftype: str, value: object) -> bool:
+def type_ok(ftype: str, value: object) -> bool:
+    """Whether value fits a catalog field type (\"uint\", \"text?\", ...)."""
     if value is None:
         return ftype[-1] == "?"
     base = ftype[:-1] if ftype[-1] == "?" else ftype
@@ -282,7 +283,7 @@ class Catalog:
                 if ftype[-1] != "?":
                     raise MessageError("%s: field %s is missing" % (spec[1], fname), fname)
                 continue
-            if not _type_ok(ftype, msg[i + 1]):
+            if not type_ok(ftype, msg[i + 1]):
                 raise MessageError(
                     "%s: field %s must be %s, got %r" % (spec[1], fname, ftype, msg[i + 1]),
                     msg[i + 1],

@@ -120,6 +120,7 @@ class Session:
         self.reason = "no session yet"  # why the state is what it is
         self.last_error = ""  # latest refused handshake, for diagnostics
         self.peer: "dict[str, object]" = {}  # welcome fields, on the initiator
+        self.hello_peer = ""  # responder: the peer name of the hello the session answers
         self.peer_max_frame = max_frame  # what the peer accepts, from its hello or welcome
         self._offered_frame = max_frame  # max_frame of the handshake in progress
         self.stats: "dict[str, int]" = {name: 0 for name in STAT_NAMES}
@@ -514,6 +515,7 @@ class Session:
             self.stats["bad_payload"] += 1
             return
         self._hello_nonce = nonce
+        self.hello_peer = msg[6]
         self._offered_frame = max(MIN_PEER_FRAME, msg[4])
         self._nonce = self._random(NONCE_LEN)
         digest = hashlib.sha256(view).digest()[:DIGEST_LEN]
