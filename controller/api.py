@@ -1,10 +1,13 @@
-"""The seam between the controller and its front ends (kiosk bridge, later MQTT).
+"""The seam between the controller and its front ends (kiosk bridge, the county's MQTT).
 
 A front end calls ``Api.call(request, args, origin)`` with a request name and its
 arguments by name, and gets a ``Result`` at once: a status code, a human-readable reason
 and data. Long operations (a pickup, a load) answer at once with an operation id ``op``
 and then report through pushed notices: ``progress`` while they run, ``done`` when they
 end. Every listener registered with ``subscribe`` receives every notice.
+
+A county operator (``county_origin``) acts with admin rights; the requests of
+``COUNTY_REQUESTS`` are for county operators only.
 """
 
 from __future__ import annotations
@@ -103,6 +106,20 @@ class Origin:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+COUNTY_PREFIX: Final = "county:"
+
+
+def county_origin(operator: str) -> Origin:
+    """The origin of a county operator the broker and the command desk authenticated."""
+    return Origin(f"{COUNTY_PREFIX}{operator}", attrs={"county": True})
+
+
+def is_county(origin: Origin) -> bool:
+    """True for an authenticated county operator: ``attrs["county"] is True`` and a name
+    ``county:<operator>``."""
+    return origin.attrs.get("county") is True and origin.name.startswith(COUNTY_PREFIX)
+
+
 # Requests a front end may send: name -> ((argument, type, meaning), ...). Types are the
 # protocol catalog's ("text", "uint", "bool", with "?" for optional). The kiosk catalog
 # is built from this table, in this order.
@@ -132,12 +149,30 @@ REQUESTS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
     "service_open": (
         ("compartment", "text", "compartment id"),
         ("reason", "text", "why (kept in the audit log)"),
+        ("force", "bool?", "county only: open one holding a document (the kiosk needs an admin)"),
     ),
     "entrance_mode": (("mode", "text", "normal or lockdown"),),
     "set_service": (
         ("compartment", "text", "compartment id"),
         ("in_service", "bool", "true: back in service; false: out of service"),
         ("reason", "text", "why (kept in the audit log)"),
+    ),
+}
+
+# Requests only a county operator may send (refused FORBIDDEN for any other origin); not
+# in the kiosk catalog. Same shape as REQUESTS.
+COUNTY_REQUESTS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
+    "assign": (
+        ("reference", "text", "document reference of a document in the terminal"),
+        ("code_hash", "text", "scrypt hash of its new pickup code (never the code)"),
+    ),
+    "revoke": (
+        ("reference", "text", "document reference of a document in the terminal"),
+        ("reason", "text", "why (kept in the audit log)"),
+    ),
+    "board_reset": (
+        ("board", "text", "board id from the terminal config"),
+        ("hard", "bool?", "true: pulse the board's reset line; default: soft reset"),
     ),
 }
 
@@ -183,7 +218,8 @@ class Api(Protocol):
     def call(
         self, request: str, args: Mapping[str, Any], origin: Origin, request_id: str | None = None
     ) -> Result:
-        """Carry out one request of REQUESTS; never raises for bad input.
+        """Carry out one request of REQUESTS (or COUNTY_REQUESTS, for a county origin);
+        never raises for bad input.
 
         ``request_id`` is stable across reconnects and restarts (the kiosk's peer name and
         the command id): a request id seen before gets the result it got then, and its

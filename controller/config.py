@@ -27,6 +27,7 @@ from controller.boardconfig import CHANNEL_RANGE, LIMITS, PI_GPIO_RANGE, Termina
 from controller.endpoints import Endpoint as Endpoint
 from controller.endpoints import parse_endpoint as parse_endpoint
 from controller.errors import ConfigError
+from controller.mqttconfig import MqttSettings, parse_mqtt
 from controller.officehours import OFFICE_HOURS_KEYS as OFFICE_HOURS_KEYS
 from controller.officehours import OfficeHours as OfficeHours
 from controller.officehours import parse_office_hours
@@ -260,7 +261,7 @@ class Config:
     gpio: GpioSettings
     office_hours: OfficeHours
     staff: tuple[StaffMember, ...]
-    mqtt_enabled: bool
+    mqtt: MqttSettings
     source: Path
 
 
@@ -315,7 +316,6 @@ def _config(terminal: Terminal, source: Path, base: Path) -> Config:
     entrance = _entrance(
         _section(d, "entrance", "daemon", "[daemon.entrance]", ENTRANCE_KEYS), terminal, gpio
     )
-    m = _section(extra, "mqtt", "", "[mqtt]", ("enabled",))
     return Config(
         terminal=terminal,
         daemon=daemon,
@@ -331,7 +331,7 @@ def _config(terminal: Terminal, source: Path, base: Path) -> Config:
             _section(extra, "office_hours", "", "[office_hours]", OFFICE_HOURS_KEYS)
         ),
         staff=_staff(extra),
-        mqtt_enabled=_bool(m, "enabled", "mqtt", False),
+        mqtt=parse_mqtt(extra, base, terminal.kiosk_id),
         source=source,
     )
 

@@ -26,6 +26,8 @@ from controller.store import Store
 from controller.systemd import Notifier
 from controller.terminal import TerminalController
 from controller.timers import Clock
+from county.errors import CountyError, LinkSetupError
+from county.link import CountyLink
 from host_bridge.errors import KioskError
 from host_bridge.server import BridgeServer
 
@@ -36,18 +38,23 @@ EX_CONFIG = 78  # sysexits EX_CONFIG; deploy/amtomat.service does not restart on
 VERSION = "0.1.0"
 
 
+def features(cfg: Config) -> list[str]:
+    """What this terminal can do, for the kiosk's welcome and the county's birth."""
+    out = ["pickup", "load", "dropoff", "retrieval", "service"]
+    if cfg.entrance.board is not None:
+        out.append("entrance")
+    if any(b.return_slot is not None for b in cfg.terminal.boards):
+        out.append("return_slot")
+    return out
+
+
 def bridge_identity(cfg: Config) -> dict[str, Any]:
     """What the bridge's welcome tells a kiosk about this terminal."""
-    features = ["pickup", "load", "dropoff", "retrieval", "service"]
-    if cfg.entrance.board is not None:
-        features.append("entrance")
-    if any(b.return_slot is not None for b in cfg.terminal.boards):
-        features.append("return_slot")
     return {
         "kiosk_id": cfg.terminal.kiosk_id,
         "site": cfg.terminal.site,
         "sw_version": VERSION,
-        "features": features,
+        "features": features(cfg),
         "compartments": len(cfg.compartments),
     }
 
@@ -68,6 +75,7 @@ class Daemon:
     managers: list[BoardManager] = field(default_factory=list)
     bridge: BridgeServer | None = None
     gpio: PiGpio | None = None
+    county: CountyLink | None = None
     notifier: Notifier = field(default_factory=Notifier.from_env)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -120,6 +128,13 @@ class Daemon:
             now=self.clock.now_ms,
         )  # fmt: skip
         await self.bridge.start()
+        if cfg.mqtt.enabled:
+            managers = self.managers
+            self.county = CountyLink(
+                self.ctl, cfg.mqtt, version=VERSION, features=features(cfg),
+                port_counters=lambda: {m.url: m.counters() for m in managers},
+            )  # fmt: skip
+            await self.county.start()
         for manager in self.managers:
             self.tasks.append(asyncio.create_task(manager.run(), name=f"port {manager.url}"))
         self.tasks.append(asyncio.create_task(self._tick(), name="tick"))
@@ -172,6 +187,8 @@ class Daemon:
         """Shut down in order: bridge, ports, tasks, GPIO, database."""
         self.stopping.set()
         self.notifier.stopping()
+        if self.county is not None:
+            await self.county.stop("daemon stopping")
         if self.bridge is not None:
             await self.bridge.close()
         for manager in self.managers:
@@ -224,11 +241,11 @@ async def serve(config: Config, ready: Callable[[Daemon], object] | None = None)
         loop.add_signal_handler(sig, daemon.stopping.set)
     try:
         await daemon.start()
-    except (ConfigError, KeystoreError) as exc:
+    except (ConfigError, KeystoreError, LinkSetupError) as exc:
         log.error("cannot start: %s", exc)
         await daemon.stop()
         return EX_CONFIG  # systemd does not restart on it: a person must fix the file
-    except (ControllerError, KioskError, OSError) as exc:
+    except (ControllerError, KioskError, CountyError, OSError) as exc:
         log.error("cannot start: %s", exc)
         await daemon.stop()
         return 2

@@ -3,12 +3,14 @@ chose) opens, staff put the document in and close the door, and the compartment 
 the reference, the code's hash, the expiry and whether a return is required.
 
 A code issued by the county arrives as a hash only. A code issued here is generated,
-hashed, and handed back once in the reply to the caller that loaded; it is never
-stored or logged (a repeated request gets the reply without it).
+hashed, and handed back once in the reply to the caller that loaded and once to each of
+the controller's ``code_listeners`` (the county's SMS gateway); it is never stored or
+logged (a repeated request gets the reply without it).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,8 @@ from controller.secrets import hash_secret, new_code, parse_hash
 
 if TYPE_CHECKING:
     from controller.terminal import TerminalController
+
+log = logging.getLogger(__name__)
 
 DAY_S = 86400
 
@@ -121,7 +125,27 @@ def start_load(ctl: TerminalController, args: Mapping[str, Any], origin: str) ->
     data: dict[str, Any] = {"op": load.op, "compartment": c.label, "expires_utc": expires}
     if code is not None:
         data["code"] = code
+        _tell_code_listeners(ctl, reference, code, c.label, expires)
     return ok(**data)
+
+
+def _tell_code_listeners(
+    ctl: TerminalController, reference: str, code: str, label: str, expires: float
+) -> None:
+    """Hand a locally issued code to each code listener; a failing one is logged by the
+    name of its exception only (its message might hold the code)."""
+    for listener in list(ctl.code_listeners):
+        issued = {"reference": reference, "code": code, "compartment": label,
+                  "expires_utc": float(expires)}  # fmt: skip
+        try:
+            listener(issued)
+        except Exception as exc:
+            log.error(
+                "code listener %s failed for %s: %s",
+                getattr(listener, "__qualname__", type(listener).__name__),
+                reference,
+                type(exc).__name__,
+            )
 
 
 class Load(Operation):

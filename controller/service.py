@@ -1,23 +1,31 @@
 """Staff work: login, the retrieval list, retrieving a document, service opens, taking a
-compartment out of and back into service, expiry; and the citizen's drop-off.
+compartment out of and back into service, expiry; the county's own requests (assign,
+revoke, board reset); and the citizen's drop-off.
 
 Staff log in per origin (a bridge connection) with a PIN checked against its salted hash;
 wrong PINs lock that staff id out for a while. A login lapses after the configured idle
-time. Every staff action is audited with the staff id as actor.
+time. A county operator (``api.is_county``) needs no login and has admin rights. Every
+staff action is audited with the staff id (or ``county:<operator>``) as actor.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from controller.api import Origin, Result, Status, fail, ok, shown
+from controller.api import Origin, Result, Status, fail, is_county, ok, shown
+from controller.boardlink import RequestOutcome
 from controller.compartments import Compartment, CState, Door
+from controller.errors import ControllerError
 from controller.operations import DoorCycle, Operation, Outcomes, SlotWait
-from controller.secrets import verify_secret
+from controller.pickup import check_reference
+from controller.secrets import parse_hash, verify_secret
 
 if TYPE_CHECKING:
     from controller.terminal import TerminalController
+
+log = logging.getLogger(__name__)
 
 REASON_MAX = 200
 
@@ -64,7 +72,10 @@ def staff_logout(ctl: TerminalController, origin: Origin) -> Result:
 
 def require_staff(ctl: TerminalController, origin: Origin, admin: bool = False) -> Result | None:
     """None when the origin has a live staff login (of an admin if asked), else a refusal.
-    A live login is extended by every request."""
+    A live login is extended by every request. A county operator passes as an admin."""
+    if is_county(origin):
+        origin.staff = origin.name
+        return None
     now = ctl.timers.now_ms
     if origin.staff is None or now >= origin.staff_until_ms:
         origin.staff = None
@@ -126,30 +137,45 @@ def start_retrieve(ctl: TerminalController, args: Mapping[str, Any], origin: Ori
 
 
 def start_service_open(ctl: TerminalController, args: Mapping[str, Any], origin: Origin) -> Result:
-    """Open a compartment for service with a reason; a loaded one needs an admin."""
+    """Open a compartment for service with a reason; a loaded one needs an admin at the
+    kiosk, and ``force: true`` from the county (audited as forced)."""
     found = _compartment(ctl, args)
     if isinstance(found, Result):
         return found
     reason = _reason(args)
     if reason is None:
         return fail(Status.BAD_REQUEST, f"reason must be 1 to {REASON_MAX} characters")
+    forced = False
     if found.state in (CState.LOADED, CState.EXPIRED):
-        refusal = require_staff(ctl, origin, admin=True)
-        if refusal is not None:
-            return fail(
-                refusal.status, f"compartment {found.label} holds a document: {refusal.reason}"
-            )
-    return _open_for_staff(ctl, found, origin, "service_open", reason)
+        if is_county(origin):
+            if args.get("force") is not True:
+                return fail(
+                    Status.CONFLICT,
+                    f"compartment {found.label} holds a document: send force: true with a reason",
+                )
+            forced = True
+        else:
+            refusal = require_staff(ctl, origin, admin=True)
+            if refusal is not None:
+                return fail(
+                    refusal.status, f"compartment {found.label} holds a document: {refusal.reason}"
+                )
+    return _open_for_staff(ctl, found, origin, "service_open", reason, forced)
 
 
 def _open_for_staff(
-    ctl: TerminalController, c: Compartment, origin: Origin, kind: str, reason: str | None
+    ctl: TerminalController,
+    c: Compartment,
+    origin: Origin,
+    kind: str,
+    reason: str | None,
+    forced: bool = False,
 ) -> Result:
     refusal = ctl.refuse_opening(c)
     if refusal is not None:
         return refusal
     assert origin.staff is not None
-    op = StaffOpen(ctl, origin.staff, c, kind, reason)
+    op = StaffOpen(ctl, origin.staff, c, kind, reason, forced)
     op.begin()
     return ok(op=op.op, compartment=c.label)
 
@@ -175,12 +201,19 @@ class StaffOpen(Operation):
     """Retrieval or service open: open, wait for closed, then settle the state."""
 
     def __init__(
-        self, ctl: TerminalController, staff: str, c: Compartment, kind: str, reason: str | None
+        self,
+        ctl: TerminalController,
+        staff: str,
+        c: Compartment,
+        kind: str,
+        reason: str | None,
+        forced: bool = False,
     ) -> None:
         self.kind = kind
         super().__init__(ctl, staff, c)
         self.c = c
         self.reason = reason
+        self.forced = forced
         self.cycle = DoorCycle(
             self, c, opened=self._opened, closed=self._closed, failed=self._failed,
             hold_s=ctl.config.loading.close_s,
@@ -188,9 +221,11 @@ class StaffOpen(Operation):
 
     def begin(self) -> None:
         """Pulse the compartment."""
+        extra = {"forced": True} if self.forced else {}
         self.ctl.wall.set_state(
-            self.c, CState.OPENING, self.origin, self.kind, op=self.op, reason=self.reason
-        )
+            self.c, CState.OPENING, self.origin, self.kind, op=self.op, reason=self.reason,
+            **extra,
+        )  # fmt: skip
         self.step_to("opening")
         self.cycle.start()
 
@@ -224,6 +259,104 @@ class StaffOpen(Operation):
     def on_door(self, c: Compartment, door: Door) -> None:
         """Route the door to the cycle."""
         self.cycle.on_door(door)
+
+
+# ----- the county's own requests -----------------------------------------------------------
+
+
+def _open_assignment(ctl: TerminalController, args: Mapping[str, Any]) -> tuple[Any, ...] | Result:
+    """(id, compartment, status, reference) of the active or expired assignment named by
+    args["reference"], or a refusal."""
+    reference = check_reference(args.get("reference"))
+    if reference is None:
+        return fail(
+            Status.BAD_REQUEST,
+            f"reference must be 1 to 40 printable characters, got {shown(args.get('reference'))}",
+        )
+    row = ctl.store.db.execute(
+        "SELECT id, compartment, status FROM assignments "
+        "WHERE reference=? AND status IN ('active', 'expired')",
+        (reference,),
+    ).fetchone()
+    if row is None:
+        return fail(Status.NOT_FOUND, f"no document {shown(reference)} in the terminal")
+    return int(row[0]), str(row[1]), str(row[2]), reference
+
+
+def assign(ctl: TerminalController, args: Mapping[str, Any], actor: str) -> Result:
+    """Set the code hash of a document in the terminal (its status stays as it is); the
+    hash never reaches the audit log."""
+    code_hash = args.get("code_hash")
+    if not isinstance(code_hash, str):
+        return fail(Status.BAD_REQUEST, "code_hash must be text (scrypt$...)")
+    try:
+        parse_hash(code_hash)
+    except ControllerError as exc:
+        return fail(Status.BAD_REQUEST, f"code_hash: {exc}")
+    found = _open_assignment(ctl, args)
+    if isinstance(found, Result):
+        return found
+    assignment, label, status, reference = found
+    with ctl.store.tx():
+        ctl.store.db.execute(
+            "UPDATE assignments SET code_hash=? WHERE id=?", (code_hash, assignment)
+        )
+        ctl.store.audit(actor, "pickup_assigned", label, reference=reference, status=status)
+    return ok(reference=reference, compartment=label, status=status)
+
+
+def revoke(ctl: TerminalController, args: Mapping[str, Any], actor: str) -> Result:
+    """The document can no longer be picked up: its assignment expires (so it is on the
+    retrieval list) and a loaded compartment becomes expired."""
+    reason = _reason(args)
+    if reason is None:
+        return fail(Status.BAD_REQUEST, f"reason must be 1 to {REASON_MAX} characters")
+    found = _open_assignment(ctl, args)
+    if isinstance(found, Result):
+        return found
+    assignment, label, _, reference = found
+    c = ctl.wall.get(label)
+    if c is not None and c.busy_op is not None:
+        return fail(Status.CONFLICT, f"compartment {label} is busy with operation {c.busy_op}")
+    with ctl.store.tx():
+        ctl.store.db.execute("UPDATE assignments SET status='expired' WHERE id=?", (assignment,))
+        if c is not None and c.state == CState.LOADED:
+            ctl.wall.set_state(c, CState.EXPIRED, actor, "pickup revoked")
+        ctl.store.audit(actor, "pickup_revoked", label, reference=reference, reason=reason)
+    return ok(reference=reference, compartment=label, state=c.state.value if c else None)
+
+
+def board_reset(ctl: TerminalController, args: Mapping[str, Any], actor: str) -> Result:
+    """Soft reset over the protocol, or ``hard`` a pulse on the board's reset line; answers
+    at once (the link reconnects by itself)."""
+    board, hard = args.get("board"), args.get("hard")
+    if hard is None:
+        hard = False
+    if not isinstance(hard, bool):
+        return fail(Status.BAD_REQUEST, f"hard must be true or false, got {shown(hard)}")
+    known = [b.board_id for b in ctl.config.terminal.boards]
+    if not isinstance(board, str) or board not in known:
+        return fail(Status.NOT_FOUND, f"no board {shown(board)}; boards: {', '.join(known)}")
+    if hard:
+        gpio = ctl.gpio
+        if gpio is None or not gpio.has_reset(board):
+            return fail(Status.NOT_CONFIGURED, f"board {board} has no reset line on the Pi's GPIO")
+        gpio.hard_reset(board)
+        link = ctl.links.get(board)
+        if link is not None:
+            link.note_hard_reset(ctl.timers.now_ms)
+    else:
+
+        def answered(outcome: RequestOutcome) -> None:
+            log.info("soft reset of board %s: %s", board, outcome.reason or "answered")
+
+        try:
+            ctl.command(board, "reset", [], None, answered)
+        except ControllerError as exc:
+            return fail(Status.BOARD_OFFLINE, f"board {board}: soft reset not sent: {exc}")
+    with ctl.store.tx():
+        ctl.store.audit(actor, "board_reset", board, hard=hard)
+    return ok(board=board, hard=hard)
 
 
 # ----- drop-off ----------------------------------------------------------------------------

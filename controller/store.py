@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from controller.errors import ControllerError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
 GENESIS: Final = "0" * 64  # the "previous hash" of the first audit entry
@@ -118,6 +121,9 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}", str(path)) from exc
         self._in_tx = False
+        # Called with each new audit entry inside its transaction (the county link's
+        # outbox joins it there); one that raises is logged and does not undo the entry.
+        self.audit_listeners: list[Callable[[AuditEntry], None]] = []
         with self.tx():
             version = self.meta("schema_version")
             if version is None:
@@ -195,6 +201,13 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, utc, actor, action, subject, text, prev, digest),
         )
+        if self.audit_listeners:
+            entry = AuditEntry(seq, utc, actor, action, subject, json.loads(text), digest)
+            for listener in list(self.audit_listeners):
+                try:
+                    listener(entry)
+                except Exception:
+                    log.exception("audit listener failed on entry %d (%s)", seq, action)
         return seq
 
     def audit_entries(

@@ -5,7 +5,9 @@ tests call it on simulated time).
 
 Front ends reach it through ``call`` (controller.api); a request with a ``request_id``
 seen before gets its stored result, so a repeated pickup never opens twice, across
-reconnects and restarts.
+reconnects and restarts. A county operator's origin acts with admin rights and alone may
+send the requests of ``COUNTY_REQUESTS``. A code issued here at a load goes to the
+``code_listeners`` (the county's SMS gateway), never to notices.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from typing import Any, Final
 
 from controller import service
 from controller.alarms import Alarms
-from controller.api import Listener, Origin, Result, Status, fail, ok, shown
+from controller.api import (
+    COUNTY_REQUESTS,
+    Listener,
+    Origin,
+    Result,
+    Status,
+    fail,
+    is_county,
+    ok,
+    shown,
+)
 from controller.attempts import AttemptLimiter
 from controller.boardlink import (
     BoardEvent,
@@ -61,7 +73,12 @@ _REQUESTS: Final[dict[str, tuple[bool, bool]]] = {
     "service_open": (True, True),
     "entrance_mode": (True, True),
     "set_service": (True, True),
+    "assign": (True, True),
+    "revoke": (True, True),
+    "board_reset": (True, True),
 }
+_COUNTY_ONLY: Final = frozenset(COUNTY_REQUESTS)
+CodeListener = Callable[[dict[str, Any]], None]
 _DOOR_KINDS: Final = {"door_open": Door.OPEN, "door_closed": Door.CLOSED}
 
 
@@ -80,6 +97,7 @@ class TerminalController:
         self.started_ms = self.timers.now_ms
         self.links: dict[str, BoardLink] = {}
         self.listeners: list[Listener] = []
+        self.code_listeners: list[CodeListener] = []  # locally issued codes (SMS gateway)
         self.operations: dict[int, Operation] = {}
         self.slot_holders: dict[str, int] = {}
         self.items: dict[str, bool | None] = {}
@@ -458,20 +476,29 @@ class TerminalController:
         if spec is None:
             return fail(Status.UNKNOWN_MESSAGE, f"unknown request {shown(request)}")
         needs_staff, remembered = spec
+        county = is_county(origin)
+        if request in _COUNTY_ONLY and not county:
+            return fail(Status.FORBIDDEN, f"{request} is for county operators only")
         if remembered and request_id is not None:
             seen = self.store.request_result(request_id, request)
             if seen is not None:
                 status, reason, data = seen
                 return Result(Status(status), reason, data)
+        saved = origin.staff
         if needs_staff:
             refusal = service.require_staff(self, origin)
             if refusal is not None:
                 return refusal
+        if county:
+            origin.staff = origin.name  # the actor of whatever this request audits
         try:
             result = self._dispatch(request, args, origin)
         except Exception:
             log.exception("request %s failed", request)
             result = fail(Status.INTERNAL, f"internal error while handling {request} (logged)")
+        finally:
+            if county:
+                origin.staff = saved
         if remembered and request_id is not None:
             data = dict(result.data) if result.data else None
             if data is not None and "code" in data:
@@ -512,6 +539,12 @@ class TerminalController:
             return service.start_service_open(self, args, origin)
         if request == "set_service":
             return service.set_service(self, args, origin)
+        if request == "assign":
+            return service.assign(self, args, actor)
+        if request == "revoke":
+            return service.revoke(self, args, actor)
+        if request == "board_reset":
+            return service.board_reset(self, args, actor)
         return self.entrance.set_mode(args.get("mode"), actor)
 
     def _compartment_view(self, c: Compartment) -> dict[str, Any]:

@@ -108,7 +108,9 @@ class TerminalRig:
         self.db = db
         self.kiosk_key = kiosk_key
         self.utc_offset = 0.0
-        self.clock = Clock(now_ms=lambda: self.sim.now, utc=lambda: UTC0 + self.sim.now / 1000)
+        self.clock = Clock(
+            now_ms=lambda: self.sim.now, utc=lambda: UTC0 + self.utc_offset + self.sim.now / 1000
+        )
         self.unplugged: set[str] = set()
         self.kiosk: Kiosk | None = None
         self._start()

@@ -21,6 +21,7 @@ from tomlwriter import drop_at, mutate, set_at, toml_dumps
 from controller import config as cf
 from controller import secrets
 from controller.errors import ConfigError, ControllerError
+from controller.mqttconfig import MQTT_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "demo-terminal.toml"
@@ -105,7 +106,7 @@ def full() -> Doc:
         {"id": "mueller", "name": "A. Müller", "pin_hash": HASH, "role": "admin"},
         {"id": "s-2", "pin_hash": HASH},
     ]
-    d["mqtt"] = {"enabled": True}
+    d["mqtt"] = {"enabled": True, "host": "127.0.0.1", "tls": False}
     return d
 
 
@@ -146,7 +147,7 @@ def test_the_demo_file_loads_with_its_compartments_and_sections() -> None:
     assert c.bridge.key_file == EXAMPLE.parent / "data" / "keys" / "_kiosk.key"
     assert c.entrance.board == "wall-a" and c.gpio.factory == "none"
     assert [(s.id, s.role) for s in c.staff] == [("mueller", "staff"), ("admin", "admin")]
-    assert c.source == EXAMPLE and c.terminal.kiosk_id == "demo-01" and not c.mqtt_enabled
+    assert c.source == EXAMPLE and c.terminal.kiosk_id == "demo-01" and not c.mqtt.enabled
     monday_9 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN)
     assert c.office_hours.is_open(monday_9)
     assert not c.office_hours.is_open(monday_9.replace(hour=13))
@@ -186,7 +187,7 @@ def test_a_terminal_without_daemon_sections_gets_the_defaults(tmp_path: Path) ->
     assert c.gpio == cf.GpioSettings("none", None, None, True, None)
     assert c.office_hours.timezone == "Europe/Berlin" and c.office_hours.holidays == frozenset()
     assert not c.office_hours.is_open(dt.datetime(2026, 3, 2, 10, tzinfo=BERLIN))
-    assert c.staff == () and c.mqtt_enabled is False and c.source == path
+    assert c.staff == () and c.mqtt.enabled is False and c.source == path
 
 
 def test_every_key_of_a_full_document_is_read() -> None:
@@ -218,7 +219,7 @@ def test_every_key_of_a_full_document_is_read() -> None:
         cf.StaffMember("mueller", "A. Müller", HASH, "admin"),
         cf.StaffMember("s-2", "s-2", HASH, "staff"),
     )
-    assert c.mqtt_enabled is True and c.source == Path("t.toml")
+    assert c.mqtt.enabled is True and c.source == Path("t.toml")
 
 
 def test_config_objects_are_frozen_and_never_show_a_pin_hash() -> None:
@@ -296,7 +297,7 @@ BOOLS = [
 def test_true_false_keys_take_only_booleans(path: str) -> None:
     for value in (True, False):
         c = load_doc(with_(full(), set_at(path, value)))
-        node = c.mqtt_enabled if path == "mqtt.enabled" else _attr(c, path)
+        node = _attr(c, path)
         assert node is value
     err = error(with_(full(), set_at(path, "yes")))
     assert err.key == path and "true or false" in str(err)
@@ -970,7 +971,7 @@ VOCAB = sorted(
     {*cf.DAEMON_KEYS, *cf.PICKUP_RANGES, *cf.LOADING_RANGES, *cf.STAFF_AUTH_RANGES}
     | {*cf.ENTRANCE_KEYS, *cf.INTERLOCK_KEYS, *cf.COMPARTMENT_KEYS, *cf.BRIDGE_KEYS}
     | {*cf.GPIO_KEYS, *cf.GPIO_ENTRANCE_KEYS, *cf.OFFICE_HOURS_KEYS, *cf.STAFF_KEYS}
-    | {"compartments", "bridge", "gpio", "office_hours", "staff", "mqtt", "enabled"}
+    | {"compartments", "bridge", "gpio", "office_hours", "staff", "mqtt", *MQTT_KEYS}
 )
 WORDS = [
     *cf.LOG_LEVELS,
