@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/protocol_micropython.py
 	$(PY) bench/firmware_micropython.py
 	$(PY) bench/terminal.py
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf $(VENV) node_modules .stubs .pytest_cache .mypy_cache .ruff_cache .hypothesis
