@@ -229,6 +229,12 @@ class BoardLink:
         msg = request_message(name, args)
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
             raise RequestError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
+        self.check_ready(name)
+        return self._submit(name, msg, now, done, timeout_ms)
+
+    def check_ready(self, name: str) -> None:
+        """Raise what ``request`` would raise before sending anything (BoardMismatch,
+        BoardOffline, BoardBusy), so a caller records only requests that can leave."""
         if self.state is LinkState.MISMATCH:
             raise BoardMismatch(
                 f"board {self.board_id} does not match the terminal config, {name} refused: "
@@ -241,7 +247,12 @@ class BoardLink:
                 f"{self.last_error or 'no session yet'}",
                 self.board_id,
             )
-        return self._submit(name, msg, now, done, timeout_ms)
+        if len(self._pending) >= MAX_PENDING:
+            raise BoardBusy(
+                f"board {self.board_id}: {MAX_PENDING} requests wait for a reply; "
+                f"retry {name} once one is answered",
+                len(self._pending),
+            )
 
     def _submit(
         self,
@@ -251,12 +262,6 @@ class BoardLink:
         done: Callable[[RequestOutcome], None],
         timeout_ms: int,
     ) -> int:
-        if len(self._pending) >= MAX_PENDING:
-            raise BoardBusy(
-                f"board {self.board_id}: {MAX_PENDING} requests wait for a reply; "
-                f"retry {name} once one is answered",
-                len(self._pending),
-            )
         try:
             cid = self._session.request(msg)
         except MessageError as exc:

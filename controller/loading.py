@@ -134,11 +134,11 @@ def _tell_code_listeners(
 ) -> None:
     """Hand a locally issued code to each code listener; a failing one is logged by the
     name of its exception only (its message might hold the code)."""
+    issued = {"reference": reference, "code": code, "compartment": label,
+              "expires_utc": float(expires)}  # fmt: skip
     for listener in list(ctl.code_listeners):
-        issued = {"reference": reference, "code": code, "compartment": label,
-                  "expires_utc": float(expires)}  # fmt: skip
         try:
-            listener(issued)
+            listener(dict(issued))
         except Exception as exc:
             log.error(
                 "code listener %s failed for %s: %s",

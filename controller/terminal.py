@@ -236,6 +236,7 @@ class TerminalController:
         link = self.links.get(board)
         if link is None:
             raise BoardOffline(f"board {board} is not attached", board)
+        link.check_ready(name)  # a request the link refuses up front leaves no row
         row = self.store.command_sent(board, name, {"args": args}, op)
 
         def answered(result: RequestOutcome) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from controller.api import Result, county_origin, shown
+from controller.api import COUNTY_PREFIX, Result, county_origin, shown
 from controller.mqttconfig import MqttSettings
 from controller.terminal import TerminalController
 from county.command_checks import (
@@ -155,7 +155,8 @@ class CommandDesk:
             self._early = early
             try:
                 origin = county_origin(env.operator)
-                result = self.ctl.call(name, env.args, origin, request_id=f"county:{env.id}")
+                request_id = f"{COUNTY_PREFIX}{env.id}"
+                result = self.ctl.call(name, env.args, origin, request_id=request_id)
             finally:
                 self._early = None
         else:
@@ -189,7 +190,7 @@ class CommandDesk:
         try:
             with store.tx():
                 store.audit(
-                    f"county:{v.operator or '?'}",
+                    f"{COUNTY_PREFIX}{v.operator or '?'}",
                     "county_command",
                     (v.name or "?")[:SUBJECT_MAX],
                     id=v.cmd_id,

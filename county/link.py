@@ -26,7 +26,7 @@ from controller.boardlink import LinkState
 from controller.mqttconfig import MqttSettings
 from controller.store import AuditEntry
 from county import hostinfo
-from county.commands import CommandDesk
+from county.commands import CONTROLLER_COMMANDS, CommandDesk
 from county.connection import Connection
 from county.credentials import check_tls_files, read_password
 from county.hostinfo import rfc3339
@@ -45,14 +45,6 @@ log = logging.getLogger(__name__)
 
 REFRESH_MS: Final = 1_000  # entrance, service door, status and the hour are checked this often
 LINK_COMMANDS: Final = ("ping", "rebirth", "config_summary")
-DESK_COMMANDS: Final = (
-    "service_open",
-    "set_service",
-    "assign",
-    "revoke",
-    "board_reset",
-    "entrance_mode",
-)
 _RETAINED_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS county_retained (topic TEXT PRIMARY KEY);
 """
@@ -243,7 +235,7 @@ class CountyLink:
                 for c in cfg.compartments
             ],
             "capabilities": sorted({*self.features, "mqtt5", "outbox", "commands"}),
-            "commands": sorted((*LINK_COMMANDS, *DESK_COMMANDS)),
+            "commands": sorted((*LINK_COMMANDS, *CONTROLLER_COMMANDS)),
         }
         self._shown.pop(self.topics.birth, None)  # birth always goes out again
         self._retain(self.topics.birth, birth)

@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from county.hostinfo import rfc3339
@@ -78,7 +78,6 @@ class PublisherCounters:
     refused: int = 0  # PUBACK with a failure reason code (e.g. not authorised)
     retained: int = 0
     once: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Publisher:

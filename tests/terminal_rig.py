@@ -8,15 +8,18 @@ memory (as a pty would) and moves time forward.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controller.api import Origin, Result, Status
 from controller.boardlink import BoardLink, LinkState
-from controller.config import Config
+from controller.config import Config, load
 from controller.daemon import bridge_identity
 from controller.store import Store
 from controller.terminal import TerminalController
@@ -27,6 +30,28 @@ from protocol.messages import REPLY_ID
 from tools.sim.simulator import Simulator
 
 UTC0 = 1_790_000_000.0  # 2026-09-21, a Monday: office hours apply
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-terminal.toml"
+STAFF_PIN = "246810"  # the demo file's PIN of staff "mueller"
+ADMIN_PIN = "135790"  # and of "admin"
+
+
+def demo_config() -> Config:
+    """The demo terminal with pickup timings short enough for simulated waits."""
+    cfg = load(DEMO)
+    pickup = dataclasses.replace(cfg.pickup, deposit_s=20, door_open_s=3, take_s=30)
+    return dataclasses.replace(cfg, pickup=pickup)
+
+
+@contextmanager
+def demo_rig(db: Path) -> Iterator[TerminalRig]:
+    """The demo terminal with fresh keys, its database at db, boards ready and a kiosk
+    connected."""
+    cfg = demo_config()
+    keys: dict[str, bytes | None] = {b.board_id: os.urandom(32) for b in cfg.terminal.boards}
+    with Simulator(cfg.terminal, keys, tick_ms=5, seed=3) as sim:
+        rig = TerminalRig(cfg, sim, keys, db, os.urandom(32))
+        rig.ready()
+        yield rig
 
 
 @dataclass

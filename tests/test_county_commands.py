@@ -5,12 +5,10 @@ the link's tests run it over a real broker)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import json
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +17,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from terminal_rig import TerminalRig
+from terminal_rig import STAFF_PIN, TerminalRig, demo_rig
 
 from controller.api import COUNTY_REQUESTS, REQUESTS, Origin, Status, county_origin
 from controller.boardlink import LinkState
 from controller.compartments import CState
-from controller.config import Config, load
 from controller.gpio import PiGpio, TimerHandle
 from controller.mqttconfig import MqttSettings
 from controller.secrets import hash_secret
@@ -35,11 +32,7 @@ from county.inbound import InboundMessage, Reply
 from county.topics import Topics
 from host_bridge.catalog import KIOSK
 from protocol.errors import MessageError
-from tools.sim.simulator import Simulator
 
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-terminal.toml"
-STAFF_PIN = "246810"  # the demo file's PIN of staff "mueller"
-ADMIN_PIN = "135790"
 OPERATORS = ("it-mueller", "it-schmidt")
 SETTINGS = MqttSettings(enabled=True, host="mqtt.example", operators=OPERATORS)
 REPLY_KEYS = {"id", "command", "answer", "reason", "result", "utc"}
@@ -47,19 +40,9 @@ NEW_CODE = "24681357"
 _ids = itertools.count(1)
 
 
-def _config() -> Config:
-    cfg = load(DEMO)
-    pickup = dataclasses.replace(cfg.pickup, deposit_s=20, door_open_s=3, take_s=30)
-    return dataclasses.replace(cfg, pickup=pickup)
-
-
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[TerminalRig]:
-    cfg = _config()
-    keys: dict[str, bytes | None] = {b.board_id: os.urandom(32) for b in cfg.terminal.boards}
-    with Simulator(cfg.terminal, keys, tick_ms=5, seed=3) as sim:
-        r = TerminalRig(cfg, sim, keys, tmp_path / "amtomat.db", os.urandom(32))
-        r.ready()
+    with demo_rig(tmp_path / "amtomat.db") as r:
         yield r
 
 

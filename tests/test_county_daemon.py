@@ -104,7 +104,6 @@ def test_outbox_survives_kill_and_drains(tmp_path: Path, sim: ControlClient) -> 
         clients.append(_consumer(broker))  # the archive's session comes back
         daemon = DaemonProcess(config, port)
         _wait(lambda: _outbox_depth(db) == 0, 90, "the outbox to drain")
-        events = [json.loads(m.payload) for c in clients for m in c.received(T.event)]
         _wait(lambda: len([1 for c in clients for _ in c.received(T.event)]) >= 20, 30, "events")
         events = [json.loads(m.payload) for c in clients for m in c.received(T.event)]
         by_seq = {e["seq"]: e for e in events}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -21,13 +20,12 @@ from typing import Any
 import pytest
 from mosquitto import Broker, Client, Received
 from mqtt_schemas import assert_no_secrets, validate
-from terminal_rig import TerminalRig
-from test_terminal_workflows import STAFF_PIN, _config, load_document
+from terminal_rig import STAFF_PIN, TerminalRig, demo_rig
+from test_terminal_workflows import load_document
 
 from controller.mqttconfig import MqttSettings
 from county.link import CountyLink
 from county.topics import Topics
-from tools.sim.simulator import Simulator
 
 ACL = Path(__file__).resolve().parent.parent / "docs" / "mqtt" / "acl"
 KIOSK = "demo-01"
@@ -44,11 +42,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[TerminalRig]:
-    cfg = _config()
-    keys: dict[str, bytes | None] = {b.board_id: os.urandom(32) for b in cfg.terminal.boards}
-    with Simulator(cfg.terminal, keys, tick_ms=5, seed=3) as sim:
-        r = TerminalRig(cfg, sim, keys, tmp_path / "amtomat.db", os.urandom(32))
-        r.ready()
+    with demo_rig(tmp_path / "amtomat.db") as r:
         yield r
 
 
@@ -170,9 +164,8 @@ def test_state_birth_events_and_codes(rig: TerminalRig, broker: Broker, tmp_path
             metrics = last(op, T.metrics)
             assert metrics is not None and metrics["outbox"]["depth"] >= 0
             assert set(metrics["boards"]) == {b.board_id for b in rig.config.terminal.boards}
-            assert all(
-                "frames_sent" in b["counters"] or b["counters"] for b in metrics["boards"].values()
-            )
+            for board in metrics["boards"].values():  # each link's own counters
+                assert board["state"] == "ready" and board["counters"]["connects"] >= 1
 
     asyncio.run(run())
     evs = events(op)
@@ -337,9 +330,8 @@ def test_commands_over_the_broker(rig: TerminalRig, broker: Broker, tmp_path: Pa
 
     asyncio.run(run())
     audited = rig.store.audit_entries(action="county_command")
-    assert {e.actor for e in audited} == {"county:it-mueller", "county:?"} or {
-        e.actor for e in audited
-    } <= {"county:it-mueller", "county:?"}
+    # the unreadable commands (oversized, not JSON) have no operator to name
+    assert {e.actor for e in audited} == {"county:it-mueller", "county:?"}
     assert len(audited) >= 8
     checked([m for m in op.received() if not m.topic.startswith(f"{T.base}/cmd/")])
     op.close()

@@ -4,38 +4,19 @@ real firmware in MicroPython VMs around the simulated world (tests/terminal_rig.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from terminal_rig import TerminalRig
+from terminal_rig import ADMIN_PIN, STAFF_PIN, TerminalRig, demo_rig
 
 from controller.api import Origin, Status
-from controller.config import Config, load
 from controller.secrets import hash_secret
-from tools.sim.simulator import Simulator
-
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-terminal.toml"
-STAFF_PIN = "246810"  # the demo file's PIN of staff "mueller"
-ADMIN_PIN = "135790"
-
-
-def _config() -> Config:
-    cfg = load(DEMO)
-    pickup = dataclasses.replace(cfg.pickup, deposit_s=20, door_open_s=3, take_s=30)
-    return dataclasses.replace(cfg, pickup=pickup)
 
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[TerminalRig]:
-    cfg = _config()
-    keys: dict[str, bytes | None] = {b.board_id: os.urandom(32) for b in cfg.terminal.boards}
-    kiosk_key = os.urandom(32)
-    with Simulator(cfg.terminal, keys, tick_ms=5, seed=3) as sim:
-        r = TerminalRig(cfg, sim, keys, tmp_path / "amtomat.db", kiosk_key)
-        r.ready()
+    with demo_rig(tmp_path / "amtomat.db") as r:
         yield r
 
 
