@@ -195,6 +195,7 @@ NOTICES: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
         ("compartment", "text", "compartment id"),
         ("state", "text", "compartment state (empty, loaded, open, jammed, ...)"),
         ("door", "text", "open, closed or unknown"),
+        ("led", "text?", "indicator LED as the board confirmed it: off, on, blink or none"),
     ),
     "alarm": (
         ("alarm", "text", "alarm name, e.g. forced_open, held_open, jam, tamper"),

@@ -1,5 +1,6 @@
 """The host side of one board's link, sans-I/O: handshake and identity check, events exactly
-once, requests exactly once, and an input read after every connect.
+once, requests exactly once, an input read after every connect, and the board's
+diagnostics fetched after every connect and then every minute.
 
 The I/O shell (``controller.boardport``) tells the link when its port opens and closes,
 hands in the bytes read with ``feed(data, now)`` and calls ``poll(now)`` every few ms;
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from controller.boardconfig import BoardSpec, config_hash
+from controller.boarddiag import BoardDiagnostics, parse_diagnostics
 from controller.boardtypes import REQUEST_NAMES as REQUEST_NAMES
 from controller.boardtypes import BoardBusy as BoardBusy
 from controller.boardtypes import BoardEvent as BoardEvent
@@ -40,8 +42,11 @@ MAX_PENDING: Final = 16  # protocol rule 2: never more requests without a reply
 EVENT_ID: Final = 0x60
 EVENTS_ACK_ID: Final = 0x61
 INPUTS_ID: Final = 0x14
+DIAGNOSTICS_ID: Final = 0x15
 TICKS_MASK: Final = 0x3FFFFFFF  # the session's clock wraps at 2**30
 INPUTS_TIMEOUT_MS: Final = 5000
+DIAGNOSTICS_SETTLE_MS: Final = 1000  # after a connect: inputs, re-sent requests go first
+DIAGNOSTICS_EVERY_MS: Final = 60_000
 BOOTS_REMEMBERED: Final = 4  # boot ids whose last event id is kept for de-duplication
 FLASH_FIX: Final = "write the board's config again (amtomat flash)"
 
@@ -91,9 +96,12 @@ class BoardLink:
     across a restart of the process the store drops repeats by (board_id, boot_id, eid).
     Every request's ``done`` is called exactly once; a request is re-sent (same cid) only
     to the same boot of the board. After every connect to a matching board the inputs are
-    read and passed to ``on_inputs``. ``failures`` counts handshakes in a row that got no
-    session within connect_timeout_ms; a board that answers but does not match the config
-    (MISMATCH) is not a failure, since resetting it would not help.
+    read and passed to ``on_inputs``. The board's ``diagnostics`` are read 1 s after every
+    connect to a matching board and then every minute, only while no other request waits
+    for a reply (they never hold one up); the last reply is kept in ``diagnostics``.
+    ``failures`` counts handshakes in a row that got no session within connect_timeout_ms;
+    a board that answers but does not match the config (MISMATCH) is not a failure, since
+    resetting it would not help.
     """
 
     def __init__(
@@ -127,6 +135,7 @@ class BoardLink:
         self.last_error = "port not opened yet"
         self.failures = 0
         self.last_inputs: InputReport | None = None
+        self.diagnostics: BoardDiagnostics | None = None
         self._write = write
         self._on_event = on_event
         self._on_state = on_state
@@ -151,6 +160,8 @@ class BoardLink:
         self._last_eid: dict[int, int] = {}
         self._acked = 0
         self._inputs_due = False
+        self._diagnostics_due: int | None = None  # host ms; None: the board cannot tell
+        self._diagnostics_asked = False
         self._stats = dict.fromkeys(
             (
                 "events",
@@ -368,6 +379,7 @@ class BoardLink:
             self._flush_ack()
             if self.state is LinkState.READY:
                 self._flush_inputs()
+                self._flush_diagnostics()
 
     def _session_changed(self, change: _Change) -> None:
         if change.state == S.DOWN and self._port_open:
@@ -402,6 +414,9 @@ class BoardLink:
             self.failures = 0
             self.last_error = ""
             self._inputs_due = True
+            caps = peer.get("caps")
+            can_tell = isinstance(caps, list) and "diagnostics" in caps
+            self._diagnostics_due = self._now + DIAGNOSTICS_SETTLE_MS if can_tell else None
             fw = peer.get("fw_version")
             self._set_state(LinkState.READY, f"boot {self.boot_id}, firmware {fw}")
         for p, why in unknown:
@@ -524,6 +539,30 @@ class BoardLink:
         except Exception:
             self._stats["handler_errors"] += 1
             log.exception("board %s: on_inputs callback failed", self.board_id)
+
+    def _flush_diagnostics(self) -> None:
+        due = self._diagnostics_due
+        if due is None or self._now < due or self._diagnostics_asked or self._pending:
+            return
+        try:
+            self._submit(
+                "diagnostics", [DIAGNOSTICS_ID], self._now, self._diagnostics_done,
+                INPUTS_TIMEOUT_MS,
+            )  # fmt: skip
+        except ControllerError:
+            return  # send queue full: the next poll tries again
+        self._diagnostics_asked = True
+        self._diagnostics_due = self._now + DIAGNOSTICS_EVERY_MS
+
+    def _diagnostics_done(self, outcome: RequestOutcome) -> None:
+        self._diagnostics_asked = False
+        if not outcome.ok:
+            log.info("board %s: reading the diagnostics failed: %s", self.board_id, outcome.reason)
+            return
+        try:
+            self.diagnostics = parse_diagnostics(outcome.data, self._now)
+        except ReportError as exc:
+            log.warning("board %s: %s", self.board_id, exc)
 
     def _send_bytes(self, view: memoryview) -> None:
         self._write(bytes(view))  # the session reuses its buffer

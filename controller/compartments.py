@@ -2,15 +2,16 @@
 
 Every change of a compartment's state goes through ``Wall.set_state``, which checks the
 transition table, writes the new state and an audit entry in the same transaction, and
-tells listeners. Door positions are kept apart from the state: a door is what the
-sensor says, the state is what the terminal believes about the compartment.
+tells listeners. Door positions and LEDs are kept apart from the state: a door is what
+the sensor says, an LED what the board last confirmed, the state is what the terminal
+believes about the compartment.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -44,6 +45,18 @@ class Door(enum.Enum):
     CLOSED = "closed"
     UNKNOWN = "unknown"
 
+
+class Led(enum.Enum):
+    """A compartment's indicator LED as the board last confirmed it; NONE: no LED wired."""
+
+    OFF = "off"
+    ON = "on"
+    BLINK = "blink"
+    NONE = "none"
+
+
+LED_MODES: Final[dict[int, Led]] = {0: Led.OFF, 1: Led.ON, 2: Led.BLINK}
+"""The board protocol's LED modes (``led`` request, ``inputs`` report)."""
 
 _RESTING: Final = frozenset({CState.EMPTY, CState.LOADED, CState.EXPIRED})
 _ANY_STAFF_TARGET: Final = frozenset({CState.OUT_OF_SERVICE, CState.UNKNOWN, CState.FORCED})
@@ -81,6 +94,7 @@ class Compartment:
     state: CState = CState.UNKNOWN
     door: Door = Door.UNKNOWN
     busy_op: int | None = None  # the operation holding it, if any
+    led: Led = Led.NONE
     note: str = ""
 
 
@@ -90,10 +104,16 @@ StateListener = Callable[[Compartment, CState, str], None]
 class Wall:
     """Every compartment of the terminal, persisted in the store."""
 
-    def __init__(self, store: Store, specs: Iterable[tuple[str, str, int, str]]) -> None:
-        """specs: (label, board, channel, size) from the config. Compartments the store
-        knows keep their state; new ones start EMPTY; ones gone from the config are left
-        in the database untouched (their history stays)."""
+    def __init__(
+        self,
+        store: Store,
+        specs: Iterable[tuple[str, str, int, str]],
+        with_led: Collection[str] = (),
+    ) -> None:
+        """specs: (label, board, channel, size) from the config; with_led: the labels whose
+        channel has an LED (it starts off, the others none). Compartments the store knows
+        keep their state; new ones start EMPTY; ones gone from the config are left in the
+        database untouched (their history stays)."""
         self.store = store
         self.by_label: dict[str, Compartment] = {}
         self.by_channel: dict[tuple[str, int], Compartment] = {}
@@ -105,6 +125,7 @@ class Wall:
         with store.tx():
             for label, board, channel, size in specs:
                 c = Compartment(label, board, channel, size)
+                c.led = Led.OFF if label in with_led else Led.NONE
                 if label in known:
                     c.state, c.note = known[label]
                     store.db.execute(
@@ -167,6 +188,19 @@ class Wall:
         for listener in list(self.listeners):
             try:
                 listener(c, c.state, "door")
+            except Exception:
+                log.exception("compartment listener failed")
+        return True
+
+    def set_led(self, c: Compartment, led: Led) -> bool:
+        """Record what the board confirmed for the LED; True if it changed (listeners hear
+        of it). A compartment without an LED stays NONE."""
+        if c.led == Led.NONE or c.led == led:
+            return False
+        c.led = led
+        for listener in list(self.listeners):
+            try:
+                listener(c, c.state, "led")
             except Exception:
                 log.exception("compartment listener failed")
         return True

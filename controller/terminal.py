@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from controller import service
+from controller import service, views
 from controller.alarms import Alarms
 from controller.api import (
     COUNTY_REQUESTS,
@@ -27,7 +27,6 @@ from controller.api import (
     Status,
     fail,
     is_county,
-    ok,
     shown,
 )
 from controller.attempts import AttemptLimiter
@@ -39,7 +38,7 @@ from controller.boardlink import (
     LinkState,
     RequestOutcome,
 )
-from controller.compartments import Compartment, CState, Door, Wall
+from controller.compartments import LED_MODES, Compartment, CState, Door, Led, Wall
 from controller.config import Config
 from controller.entrance import Entrance
 from controller.errors import ControllerError
@@ -80,6 +79,7 @@ _REQUESTS: Final[dict[str, tuple[bool, bool]]] = {
 _COUNTY_ONLY: Final = frozenset(COUNTY_REQUESTS)
 CodeListener = Callable[[dict[str, Any]], None]
 _DOOR_KINDS: Final = {"door_open": Door.OPEN, "door_closed": Door.CLOSED}
+_FLAP_KINDS: Final = {"flap_open": Door.OPEN, "flap_closed": Door.CLOSED}
 
 
 class TerminalController:
@@ -101,6 +101,7 @@ class TerminalController:
         self.operations: dict[int, Operation] = {}
         self.slot_holders: dict[str, int] = {}
         self.items: dict[str, bool | None] = {}
+        self.slot_flaps: dict[str, Door] = {}  # "return"/"dropoff": what the flap sensor says
         self.tamper_active = False
         self._ever_ready: set[str] = set()
         self.service_door_open = False
@@ -116,7 +117,8 @@ class TerminalController:
         self.staff_attempts = AttemptLimiter(store, "staff", s.attempts, s.lockout_s, s.lockout_s)
         self.alarms = Alarms(store, self.notify)
         specs = [(c.label, c.board, c.channel, c.size) for c in config.compartments]
-        self.wall = Wall(store, specs)
+        with_led = [c.label for c in config.compartments if self._wired(c.board, c.channel, "led")]
+        self.wall = Wall(store, specs, with_led)
         self.wall.listeners.append(self._compartment_changed)
         self.entrance = Entrance(self)
         self._recover()
@@ -206,14 +208,21 @@ class TerminalController:
 
     def _compartment_changed(self, c: Compartment, old: CState, why: str) -> None:
         self.notify(
-            "compartment", {"compartment": c.label, "state": c.state.value, "door": c.door.value}
+            "compartment",
+            {
+                "compartment": c.label,
+                "state": c.state.value,
+                "door": c.door.value,
+                "led": c.led.value,
+            },
         )
 
     def announce_terminal(self) -> None:
         """Push the terminal summary."""
-        self.notify("terminal", self._terminal_fields())
+        self.notify("terminal", self.terminal_fields())
 
-    def _terminal_fields(self) -> dict[str, Any]:
+    def terminal_fields(self) -> dict[str, Any]:
+        """Entrance mode and board readiness: the ``terminal`` notice's fields."""
         ready = sum(1 for link in self.links.values() if link.state == LinkState.READY)
         return {
             "entrance": self.entrance.mode.value,
@@ -257,18 +266,27 @@ class TerminalController:
             raise
 
     def set_led(self, c: Compartment, mode: int, op: int | None) -> None:
-        """Set a compartment's LED when it has one; failures are only logged."""
+        """Set a compartment's LED when it has one (``c.led`` follows once the board
+        confirmed it); failures are only logged."""
         if not self._has(c, "led"):
             return
+
+        def answered(result: RequestOutcome) -> None:
+            if result.ok and mode in LED_MODES:
+                self.wall.set_led(c, LED_MODES[mode])
+
         try:
-            self.command(c.board, "led", [c.channel, mode], op, lambda r: None)
+            self.command(c.board, "led", [c.channel, mode], op, answered)
         except ControllerError as exc:
             log.info("LED of %s not set: %s", c.label, exc)
 
     def _has(self, c: Compartment, signal: str) -> bool:
-        spec = self.config.terminal.board(c.board)
+        return self._wired(c.board, c.channel, signal)
+
+    def _wired(self, board: str, channel: int, signal: str) -> bool:
+        spec = self.config.terminal.board(board)
         for ch in spec.channels:
-            if ch.channel == c.channel:
+            if ch.channel == channel:
                 return getattr(ch, signal) is not None
         return False
 
@@ -347,6 +365,8 @@ class TerminalController:
         elif ev.unit in ("return", "dropoff"):
             if ev.kind == "deposit":
                 self._deposit(ev.unit)
+            elif ev.kind in _FLAP_KINDS:
+                self.slot_flaps[ev.unit] = _FLAP_KINDS[ev.kind]
         elif ev.unit == "entrance":
             self._entrance_event(ev.kind)
         elif ev.unit == "tamper":
@@ -419,6 +439,10 @@ class TerminalController:
     def _board_event(self, ev: BoardEvent) -> None:
         with self.store.tx():
             self.store.audit("system", f"board_{ev.kind}", ev.board_id, value=ev.value)
+        if ev.kind == "safe_state":  # every output off, LEDs too
+            for c in self.wall.by_label.values():
+                if c.board == ev.board_id:
+                    self.wall.set_led(c, Led.OFF)
         if ev.kind == "overflow":
             log.warning("board %s lost %s events (its ring overflowed)", ev.board_id, ev.value)
             with self.store.tx():
@@ -453,13 +477,18 @@ class TerminalController:
         self.announce_terminal()
 
     def on_inputs(self, link: BoardLink, report: InputReport) -> None:
-        """A fresh reading of every input after a (re)connect."""
+        """A fresh reading of every input (and LED) after a (re)connect."""
         for channel, is_open in report.doors.items():
             c = self.wall.at(link.board_id, channel)
             if c is not None:
                 self.items[c.label] = report.items.get(channel)
+                mode = report.leds.get(channel)
+                self.wall.set_led(c, Led.NONE if mode is None else LED_MODES.get(mode, Led.OFF))
                 self._door(c, Door.OPEN if is_open else Door.CLOSED, live=False)
         units = report.units
+        for unit in ("return", "dropoff"):
+            if "flap" in units.get(unit, {}):
+                self.slot_flaps[unit] = Door.OPEN if units[unit]["flap"] else Door.CLOSED
         if "entrance" in units and "door" in units["entrance"]:
             self.entrance.on_door(Door.OPEN if units["entrance"]["door"] else Door.CLOSED)
         if "tamper" in units:
@@ -511,17 +540,9 @@ class TerminalController:
     def _dispatch(self, request: str, args: Mapping[str, Any], origin: Origin) -> Result:
         actor = origin.staff or origin.name
         if request == "state":
-            return ok(
-                kiosk_id=self.config.terminal.kiosk_id,
-                **self._terminal_fields(),
-                alarms=self.alarms.listing(),
-                boards_detail=[
-                    {"board": b, "state": link.state.value, "error": link.last_error or None}
-                    for b, link in self.links.items()
-                ],
-            )
+            return views.state_reply(self)
         if request == "compartments":
-            return ok(compartments=[self._compartment_view(c) for c in self.wall.by_label.values()])
+            return views.compartments_reply(self)
         if request == "staff_login":
             return service.staff_login(self, args, origin)
         if request == "staff_logout":
@@ -547,14 +568,3 @@ class TerminalController:
         if request == "board_reset":
             return service.board_reset(self, args, actor)
         return self.entrance.set_mode(args.get("mode"), actor)
-
-    def _compartment_view(self, c: Compartment) -> dict[str, Any]:
-        link = self.links.get(c.board)
-        return {
-            "compartment": c.label,
-            "size": c.size,
-            "state": c.state.value,
-            "door": c.door.value,
-            "board_ready": link is not None and link.state == LinkState.READY,
-            "busy_op": c.busy_op,
-        }

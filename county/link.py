@@ -202,7 +202,7 @@ class CountyLink:
         ctl = self.ctl
         self._publish_birth()
         for c in ctl.wall.by_label.values():
-            self._compartment(c.label, c.state.value, c.door.value)
+            self._compartment(c.label, c.state.value, c.door.value, c.led.value)
         self._refresh_doors()
         for (name, subject), detail in ctl.alarms.active.items():
             self._alarm(name, subject, True, detail)
@@ -240,13 +240,13 @@ class CountyLink:
         self._shown.pop(self.topics.birth, None)  # birth always goes out again
         self._retain(self.topics.birth, birth)
 
-    def _compartment(self, label: str, state: str, door: str) -> None:
+    def _compartment(self, label: str, state: str, door: str, led: str | None) -> None:
         c = self.ctl.wall.get(label)
         size = c.size if c is not None else ""
-        self._retain(
-            self.topics.compartment(label),
-            {"compartment": label, "state": state, "door": door, "size": size},
-        )
+        fields = {"compartment": label, "state": state, "door": door, "size": size}
+        if led is not None:
+            fields["led"] = led
+        self._retain(self.topics.compartment(label), fields)
         self._retain(self.topics.door(label), {"door": label, "state": door})
 
     def _refresh_doors(self) -> None:
@@ -287,7 +287,13 @@ class CountyLink:
 
     def _on_notice(self, name: str, fields: dict[str, Any]) -> None:
         if name == "compartment":
-            self._compartment(str(fields["compartment"]), str(fields["state"]), str(fields["door"]))
+            led = fields.get("led")
+            self._compartment(
+                str(fields["compartment"]),
+                str(fields["state"]),
+                str(fields["door"]),
+                str(led) if led is not None else None,
+            )
         elif name == "alarm":
             detail = fields.get("detail")
             self._alarm(

@@ -52,8 +52,8 @@ IDENTITY_FIELDS: Final[tuple[Field, ...]] = (
 )
 
 REQUEST_MEANINGS: Final[dict[str, str]] = {
-    "state": "the terminal's state: entrance mode, boards, alarms",
-    "compartments": "every compartment with its state and door",
+    "state": "the terminal's state: entrance, slots, alarms, boards with their diagnostics",
+    "compartments": "every compartment with its state, door and LED",
     "staff_login": "log a staff member in on this connection",
     "staff_logout": "end this connection's staff login",
     "load": "staff: load a document into a compartment (long operation)",
@@ -69,7 +69,7 @@ REQUEST_MEANINGS: Final[dict[str, str]] = {
 NOTICE_MEANINGS: Final[dict[str, str]] = {
     "progress": "a step of a long operation happened",
     "done": "a long operation ended",
-    "compartment": "a compartment's state or door changed",
+    "compartment": "a compartment's state, door or LED changed",
     "alarm": "an alarm was raised or cleared",
     "terminal": "the entrance mode or the boards' readiness changed",
 }

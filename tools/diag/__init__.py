@@ -1,0 +1,1 @@
+"""Diagnostics for installers and maintainers: boards, status, log, test-channel."""

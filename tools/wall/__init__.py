@@ -1,0 +1,1 @@
+"""``amtomat wall``: a live terminal view of the compartment wall."""
