@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     from tools.daemoncli import add_parsers as add_daemon
     from tools.demo import add_parser as add_demo
     from tools.diag.cli import add_parsers as add_diag
+    from tools.fakeboard.cli import add_parser as add_fakeboard
+    from tools.flash.cli import add_parser as add_flash
     from tools.hashsecret import add_parser as add_hash_secret
     from tools.udev import add_parser as add_udev
     from tools.wall.cli import add_parser as add_wall
@@ -79,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_daemon(sub, common)
     add_demo(sub, common)
     add_hash_secret(sub, common)
+    add_flash(sub, common)
     add_diag(sub, common)
     add_wall(sub, common)
     add_udev(sub, common)
+    add_fakeboard(sub, common)
     p = sub.add_parser("version", parents=[common], help="print versions")
     p.set_defaults(func=_version)
     return parser

@@ -101,7 +101,8 @@ class NodeMicroPython(Closeable):
 
     State persists between ``exec`` calls. ``/lib`` and the working directory ``/`` are on
     ``sys.path``. Every wait is bounded by ``timeout`` seconds; a VM that does not answer in
-    time is killed and ``MicroPythonTimeout`` raised.
+    time is killed and ``MicroPythonTimeout`` raised. ``driver`` runs another node script
+    that speaks the same JSON-lines protocol (``request`` sends it any op).
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class NodeMicroPython(Closeable):
         heap_bytes: int = DEFAULT_HEAP_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
         node: str | None = None,
+        driver: Path = NODE_DRIVER,
     ) -> None:
         node_exe = node or find_node()
         if node_exe is None:
@@ -126,7 +128,7 @@ class NodeMicroPython(Closeable):
         self._replies: queue.Queue[bytes | None] = queue.Queue()
         self._stderr_tail: deque[str] = deque(maxlen=200)
         self._proc = subprocess.Popen(
-            [node_exe, str(NODE_DRIVER), f"--heapsize={heap_bytes}"],
+            [node_exe, str(driver), f"--heapsize={heap_bytes}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -263,6 +265,14 @@ class NodeMicroPython(Closeable):
                 return reply
 
     # -- public operations -------------------------------------------------------------
+
+    def request(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send one op (a JSON object with "op") to the driver and return its reply.
+
+        Raises MicroPythonTimeout (the driver was killed) or MicroPythonError when the
+        driver is gone; a reply with ``"ok": false`` is returned, not raised.
+        """
+        return self._request(request, timeout)
 
     def exec(self, code: str, *, timeout: float | None = None) -> str:
         """Run code in the VM's ``__main__``; return what it printed.

@@ -16,8 +16,11 @@ shadows), it lets the real firmware run against simulated hardware:
   ``unique_id()`` and ``reset()``, which raises ``SimReset``.
 
 Everything simulated lives in ``sim`` and the ``sim_*`` functions; ``sim_reset_state()``
-starts over. The paths the firmware uses every loop pass (``Pin.value``,
-``I2C.readfrom_mem_into``/``writeto_mem``, ``WDT.feed``) allocate nothing.
+starts over. ``UNIQUE_ID`` is the chip id a fresh state gets; ``on_reset``, when set, is
+called with "reset" or "soft_reset" before ``reset()``/``soft_reset()`` raise (for a host
+that must learn of a reset even when a REPL catches the exception). The paths the
+firmware uses every loop pass (``Pin.value``, ``I2C.readfrom_mem_into``/``writeto_mem``,
+``WDT.feed``) allocate nothing.
 """
 
 TYPE_CHECKING = False  # mypy treats this name as true; MicroPython has no typing module
@@ -30,6 +33,8 @@ HARD_RESET = 2
 WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
+UNIQUE_ID = b"\xe6\x61\x38\x52\x83\x1f\x2a\x2f"  # what unique_id() says after sim_reset_state()
+on_reset = None  # type: Callable[[str], object] | None
 
 RESET_CAUSES = {
     "power": PWRON_RESET,
@@ -76,7 +81,7 @@ class _Sim:
         self.wdt: WDT | None = None
         self.uarts: dict[int, UART] = {}
         self.reset_cause = PWRON_RESET
-        self.unique_id = b"\xe6\x61\x38\x52\x83\x1f\x2a\x2f"
+        self.unique_id = UNIQUE_ID
         self.irq_state = 0
 
 
@@ -207,10 +212,14 @@ def unique_id() -> bytes:
 
 
 def reset() -> None:
+    if on_reset is not None:
+        on_reset("reset")
     raise SimReset("reset")
 
 
 def soft_reset() -> None:
+    if on_reset is not None:
+        on_reset("soft_reset")
     raise SimReset("soft_reset")
 
 

@@ -1,0 +1,1 @@
+"""A fake USB MicroPython board: a pty wired to the REPL of a real MicroPython VM."""
