@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/firmware_micropython.py
 	$(PY) bench/terminal.py
 	$(PY) bench/fleet.py
+	$(PY) bench/flash.py
 
 clean:
 	rm -rf $(VENV) node_modules .stubs .pytest_cache .mypy_cache .ruff_cache .hypothesis

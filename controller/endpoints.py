@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Literal, cast
 
@@ -57,6 +57,22 @@ class Endpoint:
 
     def __str__(self) -> str:
         return self.url
+
+
+_ANY_ADDRESS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def local_endpoint(listen: Sequence[Endpoint]) -> Endpoint | None:
+    """Where a tool on this machine reaches a bridge listening on ``listen``: the first
+    Unix socket, else the first TCP endpoint (an any-address as its loopback); None when
+    there is neither (serial lines and ptys belong to the kiosk)."""
+    for e in listen:
+        if e.kind == "unix":
+            return e
+    for e in listen:
+        if e.kind == "tcp":
+            return replace(e, host=_ANY_ADDRESS.get(e.host, e.host))
+    return None
 
 
 def parse_endpoint(

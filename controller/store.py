@@ -72,6 +72,25 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 """
 
 
+def walk_audit(db: sqlite3.Connection) -> AuditCheck:
+    """Walk the whole audit chain of db (which may be opened read-only); the first entry
+    that does not fit is reported."""
+    prev, expected, n = GENESIS, 1, 0
+    rows = db.execute(
+        "SELECT seq, utc, actor, action, subject, detail, prev, hash FROM audit ORDER BY seq"
+    )
+    for seq, utc, actor, action, subject, detail, stored_prev, digest in rows:
+        n += 1
+        if seq != expected:
+            return AuditCheck(False, n, seq, f"entry {expected} is missing")
+        if stored_prev != prev:
+            return AuditCheck(False, n, seq, "its link to the previous entry is broken")
+        if _entry_hash(prev, seq, utc, actor, action, subject, detail) != digest:
+            return AuditCheck(False, n, seq, "its content does not match its hash")
+        prev, expected = digest, expected + 1
+    return AuditCheck(True, n)
+
+
 class StoreError(ControllerError):
     """The database cannot be opened or used; names the file and the reason."""
 
@@ -237,20 +256,7 @@ class Store:
 
     def verify_audit(self) -> AuditCheck:
         """Walk the whole chain; the first entry that does not fit is reported."""
-        prev, expected, n = GENESIS, 1, 0
-        rows = self.db.execute(
-            "SELECT seq, utc, actor, action, subject, detail, prev, hash FROM audit ORDER BY seq"
-        )
-        for seq, utc, actor, action, subject, detail, stored_prev, digest in rows:
-            n += 1
-            if seq != expected:
-                return AuditCheck(False, n, seq, f"entry {expected} is missing")
-            if stored_prev != prev:
-                return AuditCheck(False, n, seq, "its link to the previous entry is broken")
-            if _entry_hash(prev, seq, utc, actor, action, subject, detail) != digest:
-                return AuditCheck(False, n, seq, "its content does not match its hash")
-            prev, expected = digest, expected + 1
-        return AuditCheck(True, n)
+        return walk_audit(self.db)
 
     # ----- de-duplication of front-end requests --------------------------------------
 

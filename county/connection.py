@@ -42,7 +42,7 @@ class _NotConnecting(OSError):
     """Raised in on_pre_connect to make paho count the attempt as failed and back off."""
 
 
-class _Client(mqtt.Client):
+class ReportingClient(mqtt.Client):
     """paho's client, keeping the error of the last failed connect for the log.
 
     paho 2.2.0 (pinned) swallows the OSError of a failed connect; without it the log could
@@ -123,7 +123,7 @@ class Connection:
         self._pre_connects = 0  # attempts begun since start()
         self._last_problem: str | None = None  # logged once per change
 
-        client = _Client(
+        client = ReportingClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=MQTTProtocolVersion.MQTTv5,

@@ -1,15 +1,14 @@
 """``amtomat log``: the audit log, read straight from the database, with its hash chain.
 
 The database is opened read-only (WAL lets the daemon write meanwhile). The whole chain
-is checked first, as docs/controller.md section 12 defines it, independently of the
-daemon's own code; then the entries that pass the filters are shown, newest last. A
-detail key that names a secret is shown as ``<hidden>`` (the daemon writes none).
+is checked first by the daemon's own walk (``controller.store.walk_audit``, the rule of
+docs/controller.md section 12); then the entries that pass the filters are shown, newest
+last. A detail key that names a secret is shown as ``<hidden>`` (the daemon writes none).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sqlite3
@@ -21,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from controller.store import walk_audit
 from tools.diag import render
 from tools.diag.daemon import DEFAULT_CONFIG, load_config
 from tools.diag.errors import EXIT_FAILED, EXIT_OK, DatabaseUnreadable, UsageError
 from tools.diag.timespec import parse_when
 
-GENESIS: Final = "0" * 64
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1_000_000
 SECRET_KEYS: Final = frozenset({"pin", "code", "code_hash", "key", "password", "secret", "token"})
@@ -103,30 +102,11 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
-def entry_hash(
-    prev: str, seq: int, utc: float, actor: str, action: str, subject: str, detail: str
-) -> str:
-    """An entry's hash as docs/controller.md section 12 defines it."""
-    body = json.dumps([seq, repr(utc), actor, action, subject, detail], separators=(",", ":"))
-    return hashlib.sha256((prev + "\n" + body).encode()).hexdigest()
-
-
 def check_chain(db: sqlite3.Connection) -> ChainCheck:
-    """Walk every entry in order; the first that does not fit ends the walk."""
-    prev, expected, n = GENESIS, 1, 0
-    rows = db.execute(
-        "SELECT seq, utc, actor, action, subject, detail, prev, hash FROM audit ORDER BY seq"
-    )
-    for seq, utc, actor, action, subject, detail, stored_prev, digest in rows:
-        n += 1
-        if seq != expected:
-            return ChainCheck(False, n, seq, f"entry {expected} is missing")
-        if stored_prev != prev:
-            return ChainCheck(False, n, seq, "its link to the previous entry is broken")
-        if entry_hash(prev, seq, utc, actor, action, subject, detail) != digest:
-            return ChainCheck(False, n, seq, "its content does not match its hash")
-        prev, expected = digest, expected + 1
-    return ChainCheck(True, n)
+    """Walk every entry in order (the daemon's own walk); the first that does not fit
+    ends the walk."""
+    walked = walk_audit(db)
+    return ChainCheck(walked.ok, walked.entries, walked.bad_seq, walked.problem)
 
 
 def hide_secrets(value: Any) -> Any:

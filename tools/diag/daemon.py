@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from controller import endpoints
 from controller.api import Result
 from controller.config import Config, load
 from controller.endpoints import Endpoint
@@ -94,14 +95,11 @@ def load_config(path: Path) -> Config:
 
 
 def local_endpoint(listen: Sequence[Endpoint]) -> Endpoint:
-    """The endpoint to connect to: the first Unix socket, else the first TCP endpoint (the
-    config allows only this machine's addresses); NoLocalEndpoint when there is neither."""
-    for e in listen:
-        if e.kind == "unix":
-            return e
-    for e in listen:
-        if e.kind == "tcp":
-            return e
+    """The endpoint to connect to (``controller.endpoints.local_endpoint``);
+    NoLocalEndpoint when there is none."""
+    found = endpoints.local_endpoint(listen)
+    if found is not None:
+        return found
     shown = ", ".join(e.url for e in listen) or "nothing"
     raise NoLocalEndpoint(
         f"bridge.listen has no tcp:// or unix: endpoint ({shown}); the diagnostics reach "

@@ -30,7 +30,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from county.connection import describe_error
+from county.connection import ReportingClient
 from tools.wall.errors import WallAuthError, WallSetupError
 
 log = logging.getLogger(__name__)
@@ -149,20 +149,6 @@ def translate(base: str, topic: str, raw: bytes) -> tuple[str, object] | None:
     return None if kind is None else (kind, _payload(raw))
 
 
-class _Client(mqtt.Client):
-    """paho's client, keeping the error of the last failed connect: paho 2.2.0 (pinned)
-    swallows it, and "connection refused" says more than "failed"."""
-
-    last_connect_error: str = ""
-
-    def _create_socket(self) -> Any:
-        try:
-            return super()._create_socket()
-        except OSError as exc:
-            self.last_connect_error = describe_error(exc)
-            raise
-
-
 class MqttSource:
     """See the module docstring. ``run(emit)`` runs until cancelled; it raises
     WallAuthError when the broker refuses the login and WallSetupError when the TLS
@@ -180,9 +166,9 @@ class MqttSource:
         host = f"[{t.host}]" if ":" in t.host else t.host
         return f"mqtt {host}:{t.port} ({'TLS' if t.tls else 'plain'}) kiosk {t.kiosk}"
 
-    def _client(self) -> _Client:
+    def _client(self) -> ReportingClient:
         t = self.target
-        client = _Client(
+        client = ReportingClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=MQTTProtocolVersion.MQTTv5,

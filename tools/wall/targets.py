@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import Config, load
-from controller.endpoints import Endpoint
+from controller.endpoints import Endpoint, local_endpoint
 from controller.errors import ControllerError
 from controller.keystore import read_key
 from county.credentials import read_password
 from county.errors import CountyError
 from tools.wall.errors import WallSetupError
 from tools.wall.mqtt_source import MqttTarget, check_kiosk, parse_host
-
-_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def load_config(path: Path) -> Config:
@@ -46,15 +44,11 @@ def config_layout(cfg: Config) -> dict[str, Any]:
 
 
 def connect_url(listen: tuple[Endpoint, ...]) -> str:
-    """The first tcp:// (an any-address as loopback) or unix: endpoint of bridge.listen;
-    serial and pty endpoints belong to the kiosk."""
-    for endpoint in listen:
-        if endpoint.kind == "tcp":
-            host = _ANY_ADDRESS.get(endpoint.host, endpoint.host)
-            return Endpoint("tcp", host=host, port=endpoint.port).url
-    for endpoint in listen:
-        if endpoint.kind == "unix":
-            return endpoint.url
+    """The URL of ``controller.endpoints.local_endpoint``; serial and pty endpoints belong
+    to the kiosk."""
+    found = local_endpoint(listen)
+    if found is not None:
+        return found.url
     shown = ", ".join(e.url for e in listen) or "nothing"
     raise WallSetupError(
         f"bridge.listen ({shown}) has no tcp:// or unix: endpoint the wall can use (a "
