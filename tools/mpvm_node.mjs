@@ -16,9 +16,9 @@
 // which carries only the JSON replies; anything the JS side logs goes to stderr.
 
 import { createInterface } from "node:readline";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import path from "node:path";
-import fs from "node:fs";
+import { findPackage } from "./mpvm_package.mjs";
 
 const log = (...args) => process.stderr.write(args.join(" ") + "\n");
 // Keep the JSON channel clean whatever the emscripten glue prints.
@@ -40,19 +40,6 @@ function parseArgs(argv) {
     }
   }
   return opts;
-}
-
-function findPackage() {
-  const rel = "node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs";
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, rel);
-    if (fs.existsSync(candidate)) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  throw new Error(`${rel} not found above ${fileURLToPath(import.meta.url)}; run npm ci`);
 }
 
 function reply(obj) {
@@ -94,7 +81,7 @@ const WRAPPER_FRAME = /^ {2}File "<stdin>", line \d+, in (<module>|__mpvm_exec)$
 
 const opts = parseArgs(process.argv.slice(2));
 const t0 = performance.now();
-const { loadMicroPython } = await import(pathToFileURL(findPackage()).href);
+const { loadMicroPython } = await import(pathToFileURL(findPackage(import.meta.url)).href);
 let outBytes = [];
 let errBytes = [];
 const mp = await loadMicroPython({

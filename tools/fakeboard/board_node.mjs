@@ -27,10 +27,10 @@
 // reset(kind), used(), capacity(), urandom(n) -> hex.
 
 import { createInterface } from "node:readline";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { webcrypto } from "node:crypto";
 import path from "node:path";
-import fs from "node:fs";
+import { findPackage } from "../mpvm_package.mjs";
 
 const log = (...args) => process.stderr.write(args.join(" ") + "\n");
 console.log = log;
@@ -56,21 +56,8 @@ function parseArgs(argv) {
   return opts;
 }
 
-function findPackage() {
-  const rel = "node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs";
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, rel);
-    if (fs.existsSync(candidate)) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  throw new Error(`${rel} not found above ${fileURLToPath(import.meta.url)}; run npm ci`);
-}
-
 const opts = parseArgs(process.argv.slice(2));
-const { loadMicroPython } = await import(pathToFileURL(findPackage()).href);
+const { loadMicroPython } = await import(pathToFileURL(findPackage(import.meta.url)).href);
 
 // -- state of the current VM --------------------------------------------------------------
 let mp = null;
